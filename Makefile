@@ -1,0 +1,61 @@
+# hyperbox-runc build. `make` builds TypeScript, the N-API addon and the native launcher.
+PREFIX      ?= /usr/local
+NODE        ?= $(shell command -v node)
+NODEDIR     ?= $(shell $(NODE) -p 'require("path").resolve(process.execPath, "../..")')
+VERSION     := $(shell $(NODE) -p 'require("./package.json").version')
+CC          ?= cc
+CXX         ?= g++
+CFLAGS      ?= -O2 -Wall -Wextra -Wno-format-truncation -Werror=implicit-function-declaration
+LIBDIR       = $(PREFIX)/lib/hyperbox-runc
+TAP          = node_modules/.bin/tap --disable-coverage --reporter=tap --timeout=600 --jobs=1
+
+.PHONY: all ts addon launcher install demo test test-unit test-integration bench clean deps
+
+all: ts addon launcher
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: node_modules/.package-lock.json
+
+ts: deps
+	node_modules/.bin/tsc -p tsconfig.json
+
+build:
+	mkdir -p build
+
+LAUNCHER_SRC = addon/src/launcher.c addon/src/runc_lookup.c
+launcher: build/hyperbox-runc
+build/hyperbox-runc: $(LAUNCHER_SRC) addon/src/runc_lookup.h | build
+	$(CC) $(CFLAGS) -DHYPERBOX_VERSION='"$(VERSION)"' -DHYPERBOX_NODE='"$(NODE)"' -o $@ $(LAUNCHER_SRC)
+
+addon: build/hyperbox.node
+build/runc_lookup.o: addon/src/runc_lookup.c addon/src/runc_lookup.h | build
+	$(CC) $(CFLAGS) -fPIC -c -o $@ $<
+build/hyperbox.node: addon/src/addon.cc build/runc_lookup.o | deps build
+	$(CXX) -O2 -Wall -shared -fPIC -std=c++17 -DNAPI_VERSION=8 -DNAPI_DISABLE_CPP_EXCEPTIONS \
+	  -I$(NODEDIR)/include/node -Inode_modules/node-addon-api -o $@ addon/src/addon.cc build/runc_lookup.o
+
+install: all
+	install -d $(PREFIX)/bin $(LIBDIR)/build $(LIBDIR)/dist
+	cp -r dist/src dist/config-schema $(LIBDIR)/dist/
+	cp package.json package-lock.json $(LIBDIR)/
+	cd $(LIBDIR) && npm ci --omit=dev --no-audit --no-fund --ignore-scripts >/dev/null
+	install -m 0755 build/hyperbox.node $(LIBDIR)/build/hyperbox.node
+	install -m 0755 build/hyperbox-runc $(PREFIX)/bin/hyperbox-runc
+
+test-unit: all
+	$(TAP) 'dist/test/{cli,oci,features,native,store}/**/*.test.js'
+
+test-integration: all
+	HYPERBOX_TEST_RUNTIME=$(CURDIR)/build/hyperbox-runc $(TAP) 'dist/test/integration/**/*.test.js'
+
+test: all
+	bash test/run-all.sh
+
+bench: all
+	node dist/test/bench/run.js
+
+clean:
+	rm -rf dist build

@@ -1,0 +1,15 @@
+/** What hyperbox decided for one container at create, kept in its state dir for the hooks. */
+import { z } from 'zod';
+
+export const planRecordSchema = z.object({
+  version: z.literal(1),
+  id: z.string(),
+  runcRoot: z.string(),
+  bundle: z.string(),
+  configPath: z.string(),
+  createdAt: z.string(),
+  /** Feature name -> its validated options. */
+  features: z.record(z.string(), z.unknown()),
+});
+
+export type PlanRecord = z.infer<typeof planRecordSchema>;

@@ -1,0 +1,125 @@
+/**
+ * create/run: load config.json, plan, let the features modify it, write it
+ * atomically only if it changed, and become runc with the caller's argv. If
+ * runc then leaves no container, the restore watcher has `gc` put config.json
+ * back; if anything fails before runc runs, it is put back here.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { policySchema, type Policy } from '../../config-schema/policy.js';
+import type { PlanRecord } from '../../config-schema/plan.js';
+import { HyperboxError, reasonOf } from '../errors.js';
+import { asksHyperbox, ANNOTATION_PREFIX, planFeatures } from '../features/registry.js';
+import type { AnyFeature } from '../features/types.js';
+import type { Native } from '../native/index.js';
+import { loadBundle, renderBundle, validateSpec, writeConfig } from '../oci/bundle.js';
+import { hyperboxEnvironment, injectHooks, launcherPath, type FeatureStage } from '../oci/hooks.js';
+import { isJsonObject, type JsonObject } from '../oci/json.js';
+import { containerStateDir, isValidContainerId, removeContainerState, runcStatePath, writeContainerState } from '../oci/state.js';
+import { flagValue, argvForRunc, type ParsedArgv } from './grammar.js';
+import { releaseContainer } from './release.js';
+import type { Logger } from './log.js';
+import { execRunc, runcPath } from './runtime.js';
+
+/** Reads <config dir>/policy.json when there is one. */
+export function loadPolicy(configDir: string): Policy | undefined {
+  const path = resolve(configDir, 'policy.json');
+  if (!existsSync(path)) return undefined;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new HyperboxError('E_POLICY', `${path} is not valid JSON (${reasonOf(err)}); fix or remove it`, { cause: err });
+  }
+  const checked = policySchema.safeParse(raw);
+  if (!checked.success) {
+    const issue = checked.error.issues[0]!;
+    throw new HyperboxError('E_POLICY', `${path}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
+  }
+  return checked.data;
+}
+
+/** Annotations that the hyperbox flags on this command line stand for. */
+function flagAnnotations(parsed: ParsedArgv, features: readonly AnyFeature[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const use of parsed.flags.filter((f) => f.extra)) {
+    const flag = features.flatMap((f) => f.flags ?? []).find((fl) => fl.names[0] === use.name);
+    if (flag) Object.assign(out, flag.toAnnotations(use.value));
+  }
+  return out;
+}
+
+function stringAnnotations(spec: JsonObject): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (isJsonObject(spec.annotations)) {
+    for (const [k, v] of Object.entries(spec.annotations)) if (typeof v === 'string') out[k] = v;
+  }
+  return out;
+}
+
+/** Runs create or run; returns only by throwing (success is an exec into runc). */
+export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeature[], nat: Native, log: Logger): Promise<never> {
+  const runc = runcPath(nat);
+  const passThrough = (): never => execRunc(nat, runc, argvForRunc(parsed));
+  const id = parsed.positionals[0];
+  // Anything runc itself will refuse (no id, a bad id, a flag it does not know) is runc's to report.
+  const hasExtraFlags = parsed.flags.some((f) => f.extra);
+  if (id === undefined || !isValidContainerId(id) || (parsed.unknown.length > 0 && !hasExtraFlags)) return passThrough();
+
+  const bundleFlag = flagValue(parsed.flags, 'bundle');
+  const bundleDir = resolve(typeof bundleFlag === 'string' && bundleFlag ? bundleFlag : '.');
+  const policy = loadPolicy(nat.configDir());
+  if (!existsSync(resolve(bundleDir, 'config.json')) && !hasExtraFlags) return passThrough();
+  const bundle = loadBundle(bundleDir);
+  const fromFlags = flagAnnotations(parsed, features);
+  const annotations = { ...(policy?.defaults ?? {}), ...stringAnnotations(bundle.spec), ...fromFlags };
+  if (!asksHyperbox(annotations)) return passThrough();
+
+  const command = parsed.command === 'run' ? 'run' : 'create';
+  const planned = planFeatures(features, { command, id, bundleDir, annotations, spec: bundle.spec });
+  if (planned.size === 0) return passThrough();
+
+  const runcRoot = resolve(parsed.globals.root);
+  const stateDir = containerStateDir(runcRoot, id);
+  if (existsSync(runcStatePath(runcRoot, id))) return passThrough(); // runc will say the id is taken
+  if (existsSync(stateDir)) await releaseContainer(stateDir, features, log, undefined); // left by a crash
+
+  // The whole request is written into the spec, so hooks and anyone reading the
+  // container's annotations later see what was asked, whichever channel it came by.
+  const hyperboxKeys = Object.fromEntries(Object.entries(annotations).filter(([k]) => k.startsWith(ANNOTATION_PREFIX)));
+  bundle.spec.annotations = { ...(isJsonObject(bundle.spec.annotations) ? bundle.spec.annotations : {}), ...hyperboxKeys };
+
+  const record: PlanRecord = {
+    version: 1,
+    id,
+    runcRoot,
+    bundle: bundleDir,
+    configPath: bundle.configPath,
+    createdAt: new Date().toISOString(),
+    features: Object.fromEntries([...planned].map(([f, o]) => [f.name, o])),
+  };
+  let wroteConfig = false;
+  try {
+    writeContainerState(stateDir, record, bundle.original, undefined);
+    for (const [feature, options] of planned) {
+      await feature.modify?.(bundle.spec, options, { id, bundleDir, runcRoot, stateDir, log });
+    }
+    const stages = new Set<FeatureStage>(['poststop']);
+    for (const feature of planned.keys()) for (const stage of Object.keys(feature.hooks ?? {})) stages.add(stage as FeatureStage);
+    injectHooks(bundle.spec, [...stages], stateDir);
+    validateSpec(bundle);
+    const bytes = renderBundle(bundle);
+    writeContainerState(stateDir, record, bundle.original, bytes);
+    if (!bytes.equals(bundle.original)) {
+      writeConfig(bundle, bytes);
+      wroteConfig = true;
+    }
+    nat.spawnRestoreWatcher(launcherPath(), runcStatePath(runcRoot, id), stateDir, hyperboxEnvironment());
+    log.debug(`hyperbox-runc: ${command} ${id} with ${[...planned.keys()].map((f) => f.name).join(', ')}`);
+    return execRunc(nat, runc, argvForRunc(parsed));
+  } catch (err) {
+    if (wroteConfig) writeConfig(bundle, bundle.original);
+    removeContainerState(stateDir);
+    throw err;
+  }
+}

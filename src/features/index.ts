@@ -1,0 +1,4 @@
+/** The capabilities built into hyperbox-runc. Each issue's capability adds itself here. */
+import type { AnyFeature } from './types.js';
+
+export const builtinFeatures: readonly AnyFeature[] = [];
