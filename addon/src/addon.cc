@@ -97,6 +97,32 @@ void RestoreFdInheritance(const std::string &list) {
   }
 }
 
+// The environment this process was started with, from /proc/self/environ
+// rather than the live environ: whatever Node or a library set since must not
+// reach runc. The launcher's HYPERBOX_LAUNCHER_* notes are dropped.
+std::vector<std::string> CallerEnvironment() {
+  std::vector<std::string> env;
+  std::string block;
+  int fd = open("/proc/self/environ", O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) block.append(buf, (size_t)n);
+    close(fd);
+  } else {
+    for (char **e = environ; *e; e++) block.append(*e).push_back('\0');
+  }
+  size_t start = 0;
+  while (start < block.size()) {
+    size_t end = block.find('\0', start);
+    if (end == std::string::npos) end = block.size();
+    std::string entry = block.substr(start, end - start);
+    if (!entry.empty() && entry.compare(0, 18, "HYPERBOX_LAUNCHER_") != 0) env.push_back(entry);
+    start = end + 1;
+  }
+  return env;
+}
+
 // execRunc(path, argv) never returns on success: the process conmon or the
 // containerd shim waits on becomes runc itself, with the caller's environment
 // (less the launcher's own HYPERBOX_LAUNCHER_* notes) and fds.
@@ -107,9 +133,7 @@ Napi::Value ExecRunc(const Napi::CallbackInfo &info) {
 
   const char *record = getenv("HYPERBOX_LAUNCHER_SIGNALS");
   std::string saved = record ? record : "";
-  std::vector<std::string> env;
-  for (char **e = environ; *e; e++)
-    if (strncmp(*e, "HYPERBOX_LAUNCHER_", 18) != 0) env.emplace_back(*e);
+  std::vector<std::string> env = CallerEnvironment();
   std::vector<char *> envp = CArgv(env);
 
   const char *fds = getenv("HYPERBOX_LAUNCHER_FDS");

@@ -42,6 +42,7 @@ export class JsonSyntaxError extends Error {
 export function parseJson(text: string): JsonValue {
   let pos = 0;
   const fail = (what: string): never => {
+    if (pos >= text.length && what !== 'unterminated string') what = 'unexpected end of input';
     const before = text.slice(0, pos);
     const line = before.split('\n').length;
     throw new JsonSyntaxError(what, line, pos - before.lastIndexOf('\n'));
@@ -131,7 +132,7 @@ export function parseJson(text: string): JsonValue {
     pos += lit.length;
     const n = Number(lit);
     if (String(n) === lit) return n;
-    if (!m[2] && !m[3]) return BigInt(lit);
+    if (!m[2] && !m[3] && lit !== '-0') return BigInt(lit);
     return new RawNumber(lit);
   };
   const result = value(0);

@@ -1,0 +1,38 @@
+/** A recording fake of the addon for in-process tests of the CLI. */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Native } from '../../src/native/index.js';
+
+/** What runc would have been handed, captured at the moment of exec. */
+export interface ExecRecord {
+  path: string;
+  argv: string[];
+  /** config.json as runc would read it (undefined when the bundle has none). */
+  config: string | undefined;
+  /** plan.json of the container's hyperbox state at that moment, if any. */
+  plan: Record<string, unknown> | undefined;
+}
+
+/** Thrown by the fake execRunc so the CLI unwinds like a failed exec would. */
+export class FakeExec extends Error {}
+
+export function fakeNative(opts: { configDir: string; bundle?: string }) {
+  const execs: ExecRecord[] = [];
+  const watchers: { launcher: string; runcState: string; stateDir: string; env: string[] }[] = [];
+  const nat: Native = {
+    findRunc: () => '/fake/runc',
+    configDir: () => opts.configDir,
+    execRunc(path, argv) {
+      const cfg = opts.bundle && existsSync(join(opts.bundle, 'config.json')) ? readFileSync(join(opts.bundle, 'config.json'), 'utf8') : undefined;
+      const last = watchers.at(-1);
+      const planPath = last && join(last.stateDir, 'plan.json');
+      const plan = planPath && existsSync(planPath) ? (JSON.parse(readFileSync(planPath, 'utf8')) as Record<string, unknown>) : undefined;
+      execs.push({ path, argv, config: cfg, plan });
+      throw new FakeExec('exec (fake)');
+    },
+    spawnRestoreWatcher(launcher, runcState, stateDir, env) {
+      watchers.push({ launcher, runcState, stateDir, env });
+    },
+  };
+  return { nat, execs, watchers };
+}
