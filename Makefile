@@ -21,6 +21,7 @@ deps: node_modules/.package-lock.json
 
 ts: deps
 	node_modules/.bin/tsc -p tsconfig.json
+	node dist/config-schema/generate.js dist/schema
 
 build:
 	mkdir -p build
@@ -53,6 +54,9 @@ test-integration: all
 
 test: all
 	bash test/run-all.sh
+
+demo:
+	bash fixtures/demo.sh
 
 bench: all
 	node dist/test/bench/run.js
