@@ -59,7 +59,7 @@ demo:
 	bash fixtures/demo.sh
 
 bench: all
-	node dist/test/bench/run.js
+	env -u NODE_EXTRA_CA_CERTS node dist/test/bench/foundation.js --readme
 
 clean:
 	rm -rf dist build
