@@ -1,7 +1,7 @@
 /** Writes dist/schema/*.schema.json from the zod schemas (run by `make`). */
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { ZodTypeAny } from 'zod';
+import type { ZodTypeAny } from './zod.js';
 import { toJsonSchema } from './json-schema.js';
 import { specSchema } from './oci.js';
 import { ociStateSchema } from './state.js';

@@ -4,7 +4,7 @@
  * zod 4's costs ~50 ms of Node start on the create path, so this walks the few
  * zod types config-schema/ uses.
  */
-import { z, type ZodTypeAny } from 'zod';
+import type { ZodTypeAny } from './zod.js';
 
 type Schema = Record<string, unknown>;
 
@@ -50,7 +50,7 @@ export function toJsonSchema(schema: ZodTypeAny): Schema {
       return { anyOf: parts };
     }
     case 'ZodObject': {
-      const shape = (schema as z.AnyZodObject).shape as Record<string, ZodTypeAny>;
+      const shape = (schema as unknown as { shape: Record<string, ZodTypeAny> }).shape as Record<string, ZodTypeAny>;
       const properties: Schema = {};
       const required: string[] = [];
       for (const [key, value] of Object.entries(shape)) {

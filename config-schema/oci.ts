@@ -4,7 +4,7 @@
  * and are kept. Numbers accept what the lossless parser yields (number,
  * bigint for 64-bit values, RawNumber for literals kept as written).
  */
-import { z } from 'zod';
+import { z, type TypeOf } from './zod.js';
 import { RawNumber } from '../src/oci/json.js';
 
 /** Any JSON number as src/oci/json.ts parses it. */
@@ -81,4 +81,4 @@ export const specSchema = z
   })
   .passthrough();
 
-export type Spec = z.infer<typeof specSchema>;
+export type Spec = TypeOf<typeof specSchema>;

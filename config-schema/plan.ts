@@ -1,5 +1,5 @@
 /** What hyperbox decided for one container at create, kept in its state dir for the hooks. */
-import { z } from 'zod';
+import { z, type TypeOf } from './zod.js';
 
 export const planRecordSchema = z.object({
   version: z.literal(1),
@@ -12,4 +12,4 @@ export const planRecordSchema = z.object({
   features: z.record(z.string(), z.unknown()),
 });
 
-export type PlanRecord = z.infer<typeof planRecordSchema>;
+export type PlanRecord = TypeOf<typeof planRecordSchema>;

@@ -3,7 +3,7 @@
  * container's own annotations (the container's value wins) so that policy,
  * flags and annotations all become one request.
  */
-import { z } from 'zod';
+import { z, type TypeOf } from './zod.js';
 
 export const policySchema = z
   .object({
@@ -12,7 +12,7 @@ export const policySchema = z
   })
   .strict();
 
-export type Policy = z.infer<typeof policySchema>;
+export type Policy = TypeOf<typeof policySchema>;
 
 /** /etc/hyperbox/config.json: where runc is; read by the launcher too. */
 export const hostConfigSchema = z.object({ runc: z.string().startsWith('/', 'runc must be an absolute path').optional() }).strict();

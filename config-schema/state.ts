@@ -1,5 +1,5 @@
 /** The OCI state runc writes on a hook's stdin. */
-import { z } from 'zod';
+import { z, type TypeOf } from './zod.js';
 
 export const ociStateSchema = z
   .object({
@@ -12,4 +12,4 @@ export const ociStateSchema = z
   })
   .passthrough();
 
-export type OciState = z.infer<typeof ociStateSchema>;
+export type OciState = TypeOf<typeof ociStateSchema>;

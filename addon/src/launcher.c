@@ -303,6 +303,20 @@ static void exec_node(const char *self, const char *runc, int argc, char **argv)
   struct rlimit nofile;
   getrlimit(RLIMIT_NOFILE, &nofile);
 
+  /* The caller's NODE_* variables (NODE_OPTIONS, NODE_EXTRA_CA_CERTS, ...)
+   * are for the caller's Node programs, not hyperbox's: each is hidden in
+   * place as HYPERBOX_LAUNCHER_ENV=NAME=VALUE, which keeps the environment's
+   * order, and the addon turns it back before runc gets the environment. */
+  for (char **e = environ; *e; e++) {
+    if (strncmp(*e, "NODE_", 5) != 0) continue;
+    size_t len = strlen(*e);
+    char *hidden = malloc(len + 24);
+    if (!hidden) exit(1);
+    memcpy(hidden, "HYPERBOX_LAUNCHER_ENV=", 22);
+    memcpy(hidden + 22, *e, len + 1);
+    *e = hidden;
+  }
+
   char state[256];
   snprintf(state, sizeof state, "%llx:%llx:%llu:%llu", ignored, blocked, (unsigned long long)nofile.rlim_cur,
            (unsigned long long)nofile.rlim_max);

@@ -17,7 +17,6 @@ import { hyperboxEnvironment, injectHooks, launcherPath, type FeatureStage } fro
 import { isJsonObject, type JsonObject } from '../oci/json.js';
 import { containerStateDir, isValidContainerId, removeContainerState, runcStatePath, writeContainerState } from '../oci/state.js';
 import { flagValue, argvForRunc, type ParsedArgv } from './grammar.js';
-import { releaseContainer } from './release.js';
 import type { Logger } from './log.js';
 import { execRunc, runcPath } from './runtime.js';
 
@@ -82,7 +81,11 @@ export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeat
   const runcRoot = resolve(parsed.globals.root);
   const stateDir = containerStateDir(runcRoot, id);
   if (existsSync(runcStatePath(runcRoot, id))) return passThrough(); // runc will say the id is taken
-  if (existsSync(stateDir)) await releaseContainer(stateDir, features, log, undefined); // left by a crash
+  if (existsSync(stateDir)) {
+    // Left by a crash: release it first (rare, so loaded only then).
+    const { releaseContainer } = await import('./release.js');
+    await releaseContainer(stateDir, features, log, undefined);
+  }
 
   // The whole request is written into the spec, so hooks and anyone reading the
   // container's annotations later see what was asked, whichever channel it came by.

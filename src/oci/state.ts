@@ -3,7 +3,6 @@
  * is derived from runc's --root, so the same id under two roots (containerd
  * namespaces each have their own) never collides.
  */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { planRecordSchema, type PlanRecord } from '../../config-schema/plan.js';
@@ -20,10 +19,20 @@ export function isValidContainerId(id: string): boolean {
   return /^[\w+.-]+$/.test(id) && id !== '.' && id !== '..';
 }
 
+/**
+ * 64-bit FNV-1a of a string, as 16 hex digits. The key only has to be stable
+ * and distinct for the few runc roots of one host, and node:crypto would add
+ * ~4 ms to every create that goes through Node.
+ */
+export function rootKey(runcRoot: string): string {
+  let h = 0xcbf29ce484222325n;
+  for (const byte of Buffer.from(resolve(runcRoot))) h = ((h ^ BigInt(byte)) * 0x100000001b3n) & 0xffffffffffffffffn;
+  return h.toString(16).padStart(16, '0');
+}
+
 /** The directory for one container's hyperbox state. */
 export function containerStateDir(runcRoot: string, id: string): string {
-  const key = createHash('sha256').update(resolve(runcRoot)).digest('hex').slice(0, 16);
-  return join(stateBase(), key, id);
+  return join(stateBase(), rootKey(runcRoot), id);
 }
 
 /** Whether runc still has state for the container (runc 1.1 keeps <root>/<id>/state.json). */

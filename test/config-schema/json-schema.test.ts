@@ -1,5 +1,5 @@
 import t from 'tap';
-import { z } from 'zod';
+import { z } from '../../config-schema/zod.js';
 import { toJsonSchema } from '../../config-schema/json-schema.js';
 import { policySchema } from '../../config-schema/policy.js';
 import { specSchema } from '../../config-schema/oci.js';

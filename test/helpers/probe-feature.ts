@@ -8,7 +8,7 @@
  */
 import { appendFileSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { z } from 'zod';
+import { z, type TypeOf } from '../../config-schema/zod.js';
 import { HyperboxError } from '../../src/errors.js';
 import type { Feature, HookContext } from '../../src/features/types.js';
 import { isJsonObject } from '../../src/oci/json.js';
@@ -17,7 +17,7 @@ const optionsSchema = z.object({
   value: z.string().regex(/^[a-z0-9-]+$/, 'io.hyperbox.test must be lowercase letters, digits and dashes'),
   fail: z.enum(['none', 'modify', 'createRuntime']).default('none'),
 });
-type ProbeOptions = z.infer<typeof optionsSchema>;
+type ProbeOptions = TypeOf<typeof optionsSchema>;
 
 function record(ctx: HookContext<ProbeOptions>): void {
   const dir = process.env.HYPERBOX_TEST_RECORD;

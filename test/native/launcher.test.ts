@@ -111,7 +111,9 @@ t.test('the Node path hands runc the same argv, environment, fds, signal state a
   const plain = bundle();
   const asks = bundle({ 'io.hyperbox.test': 'probe' });
   const original = readFileSync(join(asks, 'config.json'), 'utf8');
-  const env = { HYPERBOX_RUNC: fake.path, FAKE_RUNC_OUT: fake.out, HYPERBOX_CLI: PROBE_CLI, HYPERBOX_STATE: state, HYPERBOX_TEST_RECORD: record, PATH: '/usr/bin:/bin' };
+  // The caller's NODE_* settings are not hyperbox's: a broken NODE_OPTIONS must neither break the
+  // Node side nor be lost on the way to runc.
+  const env = { HYPERBOX_RUNC: fake.path, FAKE_RUNC_OUT: fake.out, HYPERBOX_CLI: PROBE_CLI, HYPERBOX_STATE: state, HYPERBOX_TEST_RECORD: record, PATH: '/usr/bin:/bin', NODE_OPTIONS: '--require=/nonexistent/preload.js', NODE_EXTRA_CA_CERTS: '/nonexistent/ca.pem' };
   // The caller ignores SIGHUP, blocks nothing special, lowers its nofile limit and passes fd 5.
   const extra = openSync(join(plain, 'config.json'), 'r');
   t.teardown(() => closeSync(extra));
@@ -130,6 +132,9 @@ t.test('the Node path hands runc the same argv, environment, fds, signal state a
   t.same(node.seen.argv.slice(1), node.args, 'argv');
   t.same(node.seen.environ.sort(), direct.seen.environ.sort(), 'environment (launcher notes stripped)');
   t.notOk(node.seen.environ.some((e) => e.startsWith('HYPERBOX_LAUNCHER_')));
+  // (tap replaces NODE_OPTIONS in its children with its own hook; NODE_EXTRA_CA_CERTS is ours.)
+  t.ok(node.seen.environ.includes('NODE_EXTRA_CA_CERTS=/nonexistent/ca.pem'), "the caller's NODE_* variables reach runc");
+  t.ok(node.seen.environ.some((e) => e.startsWith('NODE_OPTIONS=')), 'NODE_OPTIONS too');
   t.same(node.seen.fds, direct.seen.fds, 'open fds (Node marks them close-on-exec; they must survive)');
   t.ok(node.seen.fds.includes(5));
   t.equal(node.seen.signals, direct.seen.signals, 'ignored and blocked signals');
