@@ -4,6 +4,8 @@ import { z, type TypeOf } from './zod.js';
 export const planRecordSchema = z.object({
   version: z.literal(1),
   id: z.string(),
+  /** Unique per create: tells this container's state from a later one that reuses the id. */
+  instance: z.string(),
   runcRoot: z.string(),
   bundle: z.string(),
   configPath: z.string(),

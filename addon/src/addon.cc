@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -150,7 +151,7 @@ Napi::Value ExecRunc(const Napi::CallbackInfo &info) {
   return ThrowErrno(info.Env(), "cannot execute " + path, err);
 }
 
-// spawnRestoreWatcher(launcher, runcStatePath, stateDir, env): starts
+// spawnRestoreWatcher(launcher, runcStatePath, stateDir, instance, env): starts
 // `launcher __restore-watch` in its own session with no inherited fds but
 // /dev/null on stdio and a pidfd of this process on fd 3, so that after this
 // process execs runc something still notices when runc exits. posix_spawn
@@ -158,9 +159,9 @@ Napi::Value ExecRunc(const Napi::CallbackInfo &info) {
 Napi::Value SpawnRestoreWatcher(const Napi::CallbackInfo &info) {
   std::string launcher = info[0].As<Napi::String>().Utf8Value();
   std::vector<std::string> args = {"hyperbox-runc", "__restore-watch", "3", info[1].As<Napi::String>().Utf8Value(),
-                                   info[2].As<Napi::String>().Utf8Value()};
+                                   info[2].As<Napi::String>().Utf8Value(), info[3].As<Napi::String>().Utf8Value()};
   std::vector<char *> argv = CArgv(args);
-  std::vector<std::string> env = StringArray(info[3]);
+  std::vector<std::string> env = StringArray(info[4]);
   std::vector<char *> envp = CArgv(env);
 
   int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
@@ -194,11 +195,21 @@ Napi::Value SpawnRestoreWatcher(const Napi::CallbackInfo &info) {
   return info.Env().Undefined();
 }
 
+// flock(fd): an exclusive, blocking flock on an open fd (released by closing it).
+Napi::Value Flock(const Napi::CallbackInfo &info) {
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  while (flock(fd, LOCK_EX) != 0) {
+    if (errno != EINTR) return ThrowErrno(info.Env(), "flock", errno);
+  }
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("findRunc", Napi::Function::New(env, FindRunc));
   exports.Set("configDir", Napi::Function::New(env, ConfigDir));
   exports.Set("execRunc", Napi::Function::New(env, ExecRunc));
   exports.Set("spawnRestoreWatcher", Napi::Function::New(env, SpawnRestoreWatcher));
+  exports.Set("flock", Napi::Function::New(env, Flock));
   return exports;
 }
 

@@ -360,16 +360,18 @@ static int print_version(const char *runc, char **argv) {
   return 0;
 }
 
-/* __restore-watch PIDFD RUNC_STATE_JSON STATE_DIR
+/* __restore-watch PIDFD RUNC_STATE_JSON STATE_DIR INSTANCE
  *
  * Waits (on a pidfd) for the process that became runc to exit. If runc keeps
  * no state for the container (create failed, or `run` finished) while
- * hyperbox's state dir for it is still there, `hyperbox-runc gc --state-dir`
- * puts config.json back and releases what the features attached. */
+ * hyperbox's state dir for it is still there, `hyperbox-runc gc --state-dir
+ * DIR --instance N` puts config.json back and releases what the features
+ * attached - only if the dir still belongs to this create (INSTANCE), not to
+ * a new container that reused the id meanwhile. */
 static int restore_watch(int argc, char **argv) {
-  if (argc != 5) return 2;
+  if (argc != 6) return 2;
   int pidfd = atoi(argv[2]);
-  const char *runc_state = argv[3], *state_dir = argv[4];
+  const char *runc_state = argv[3], *state_dir = argv[4], *instance = argv[5];
   struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
   while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
   }
@@ -377,7 +379,7 @@ static int restore_watch(int argc, char **argv) {
   if (access(runc_state, F_OK) == 0 || access(state_dir, F_OK) != 0) return 0;
   const char *self = self_path();
   if (!self) return 1;
-  char *gc_argv[] = {"hyperbox-runc", "gc", "--state-dir", (char *)state_dir, NULL};
+  char *gc_argv[] = {"hyperbox-runc", "gc", "--state-dir", (char *)state_dir, "--instance", (char *)instance, NULL};
   execv(self, gc_argv);
   return 1;
 }

@@ -20,16 +20,17 @@ function program(deps: MainDeps, log: Logger, setCode: (code: number) => void): 
     .requiredOption('--state-dir <dir>', "the container's hyperbox state directory")
     .action(async (stage: string, opts: { stateDir: string }) => {
       const { runHook } = await import('./hook.js');
-      setCode(await runHook(stage, opts.stateDir, deps.features, log));
+      setCode(await runHook(deps.native(), stage, opts.stateDir, deps.features, log));
     });
 
   root
     .command('gc')
     .description('release hyperbox state (config.json, mounts, BPF, tuner) of containers runc no longer knows')
     .option('--state-dir <dir>', 'only this container state directory')
-    .action(async (opts: { stateDir?: string }) => {
+    .option('--instance <nonce>', 'with --state-dir: only if it still belongs to this create')
+    .action(async (opts: { stateDir?: string; instance?: string }) => {
       const { gc } = await import('./gc.js');
-      setCode(await gc(deps.features, log, opts.stateDir));
+      setCode(await gc(deps.native(), deps.features, log, opts.stateDir ? { stateDir: opts.stateDir, instance: opts.instance } : undefined));
     });
 
   root

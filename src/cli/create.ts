@@ -15,7 +15,7 @@ import type { Native } from '../native/index.js';
 import { loadBundle, renderBundle, validateSpec, writeConfig } from '../oci/bundle.js';
 import { hyperboxEnvironment, injectHooks, launcherPath, type FeatureStage } from '../oci/hooks.js';
 import { isJsonObject, type JsonObject } from '../oci/json.js';
-import { containerStateDir, isValidContainerId, removeContainerState, runcStatePath, writeContainerState } from '../oci/state.js';
+import { claimState, containerStateDir, isValidContainerId, lockRoot, newInstance, removeContainerState, runcStatePath, writeContainerState } from '../oci/state.js';
 import { flagValue, argvForRunc, type ParsedArgv } from './grammar.js';
 import type { Logger } from './log.js';
 import { execRunc, runcPath } from './runtime.js';
@@ -80,11 +80,29 @@ export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeat
 
   const runcRoot = resolve(parsed.globals.root);
   const stateDir = containerStateDir(runcRoot, id);
-  if (existsSync(runcStatePath(runcRoot, id))) return passThrough(); // runc will say the id is taken
-  if (existsSync(stateDir)) {
-    // Left by a crash: release it first (rare, so loaded only then).
-    const { releaseContainer } = await import('./release.js');
-    await releaseContainer(stateDir, features, log, undefined);
+  const record: PlanRecord = {
+    version: 1,
+    id,
+    instance: newInstance(),
+    runcRoot,
+    bundle: bundleDir,
+    configPath: bundle.configPath,
+    createdAt: new Date().toISOString(),
+    features: Object.fromEntries([...planned].map(([f, o]) => [f.name, o])),
+  };
+  // Under the root lock: is the id free, and is there state left by a crash to claim?
+  let stale: string | undefined;
+  const unlock = lockRoot(nat, stateDir);
+  try {
+    if (existsSync(runcStatePath(runcRoot, id))) return passThrough(); // runc will say the id is taken
+    stale = claimState(stateDir);
+    writeContainerState(stateDir, record, bundle.original, undefined);
+  } finally {
+    unlock();
+  }
+  if (stale) {
+    const { releaseClaimed } = await import('./release.js'); // rare: loaded only then
+    await releaseClaimed(stale, features, log, undefined);
   }
 
   // The whole request is written into the spec, so hooks and anyone reading the
@@ -92,18 +110,8 @@ export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeat
   const hyperboxKeys = Object.fromEntries(Object.entries(annotations).filter(([k]) => k.startsWith(ANNOTATION_PREFIX)));
   bundle.spec.annotations = { ...(isJsonObject(bundle.spec.annotations) ? bundle.spec.annotations : {}), ...hyperboxKeys };
 
-  const record: PlanRecord = {
-    version: 1,
-    id,
-    runcRoot,
-    bundle: bundleDir,
-    configPath: bundle.configPath,
-    createdAt: new Date().toISOString(),
-    features: Object.fromEntries([...planned].map(([f, o]) => [f.name, o])),
-  };
   let wroteConfig = false;
   try {
-    writeContainerState(stateDir, record, bundle.original, undefined);
     for (const [feature, options] of planned) {
       await feature.modify?.(bundle.spec, options, { id, bundleDir, runcRoot, stateDir, log });
     }
@@ -117,7 +125,7 @@ export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeat
       writeConfig(bundle, bytes);
       wroteConfig = true;
     }
-    nat.spawnRestoreWatcher(launcherPath(), runcStatePath(runcRoot, id), stateDir, hyperboxEnvironment());
+    nat.spawnRestoreWatcher(launcherPath(), runcStatePath(runcRoot, id), stateDir, record.instance, hyperboxEnvironment());
     log.debug(`hyperbox-runc: ${command} ${id} with ${[...planned.keys()].map((f) => f.name).join(', ')}`);
     return execRunc(nat, runc, argvForRunc(parsed));
   } catch (err) {

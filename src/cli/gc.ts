@@ -1,27 +1,39 @@
 /** `hyperbox-runc gc`: releases hyperbox state of containers runc no longer knows. */
-import { existsSync } from 'node:fs';
-import { writeSync } from 'node:fs';
+import { existsSync, writeSync } from 'node:fs';
 import type { AnyFeature } from '../features/types.js';
-import { listContainerStateDirs, readPlan, removeContainerState, runcStatePath } from '../oci/state.js';
+import type { Native } from '../native/index.js';
+import { claimedAge, listContainerStateDirs, readPlan, runcStatePath } from '../oci/state.js';
 import type { Logger } from './log.js';
-import { releaseContainer } from './release.js';
+import { releaseClaimed, releaseContainer } from './release.js';
 
-/** Releases one state dir (or all) whose container runc does not have; prints what it released. */
-export async function gc(features: readonly AnyFeature[], log: Logger, onlyStateDir?: string): Promise<number> {
-  const dirs = onlyStateDir ? (existsSync(onlyStateDir) ? [onlyStateDir] : []) : listContainerStateDirs();
+/** A claimed dir younger than this is a release still under way elsewhere. */
+const CLAIM_GRACE_MS = 60_000;
+
+/**
+ * Releases the state of containers runc no longer knows: one state dir (the
+ * restore watcher passes the create's instance, so a container that reused
+ * the id is left alone) or all of them. Prints what it released.
+ */
+export async function gc(nat: Native, features: readonly AnyFeature[], log: Logger, only?: { stateDir: string; instance?: string }): Promise<number> {
+  const dirs = only ? [only.stateDir] : listContainerStateDirs();
   let failed = 0;
   for (const dir of dirs) {
+    const age = claimedAge(dir);
+    if (age !== undefined) {
+      // Claimed by a release that crashed (or is still running, if recent).
+      if (age > CLAIM_GRACE_MS && !(await releaseClaimed(dir, features, log, undefined))) failed++;
+      continue;
+    }
     let plan;
     try {
       plan = readPlan(dir);
     } catch {
-      // A dir without a readable plan was never finished by a create: nothing runs from it.
-      removeContainerState(dir);
-      continue;
+      plan = undefined; // a create that never finished writing its plan
     }
-    if (existsSync(runcStatePath(plan.runcRoot, plan.id))) continue;
-    if (!(await releaseContainer(dir, features, log, undefined))) failed++;
-    if (!onlyStateDir) writeSync(1, `released ${plan.id} (runc root ${plan.runcRoot})\n`);
+    if (plan && existsSync(runcStatePath(plan.runcRoot, plan.id))) continue;
+    if (only?.instance && plan?.instance !== only.instance) continue;
+    if (!(await releaseContainer(nat, dir, features, log, undefined, plan?.instance))) failed++;
+    if (!only) writeSync(1, `released ${plan?.id ?? dir}${plan ? ` (runc root ${plan.runcRoot})` : ''}\n`);
   }
   return failed ? 1 : 0;
 }

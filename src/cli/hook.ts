@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { ociStateSchema, type OciState } from '../../config-schema/state.js';
 import { HyperboxError, reasonOf } from '../errors.js';
 import type { AnyFeature } from '../features/types.js';
+import type { Native } from '../native/index.js';
 import { FEATURE_STAGES, type FeatureStage } from '../oci/hooks.js';
 import { readPlan } from '../oci/state.js';
 import type { Logger } from './log.js';
@@ -23,12 +24,12 @@ function readState(): OciState {
 }
 
 /** Dispatches one hook stage to the features in the container's plan. */
-export async function runHook(stage: string, stateDir: string, features: readonly AnyFeature[], log: Logger): Promise<number> {
+export async function runHook(nat: Native, stage: string, stateDir: string, features: readonly AnyFeature[], log: Logger): Promise<number> {
   if (!(FEATURE_STAGES as readonly string[]).includes(stage)) {
     throw new HyperboxError('E_USAGE', `unknown hook stage ${stage}: expected ${FEATURE_STAGES.join(', ')}`);
   }
   const state = readState();
-  if (stage === 'poststop') return (await releaseContainer(stateDir, features, log, state)) ? 0 : 1;
+  if (stage === 'poststop') return (await releaseContainer(nat, stateDir, features, log, state)) ? 0 : 1;
   const plan = readPlan(stateDir);
   if (plan.id !== state.id) throw new HyperboxError('E_HOOK', `state dir ${stateDir} belongs to ${plan.id}, not ${state.id}`);
   for (const [name, options] of Object.entries(plan.features)) {

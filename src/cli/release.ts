@@ -8,18 +8,35 @@ import { join } from 'node:path';
 import type { OciState } from '../../config-schema/state.js';
 import { reasonOf } from '../errors.js';
 import type { AnyFeature } from '../features/types.js';
-import { ORIGINAL_CONFIG, readPlan, removeContainerState, WRITTEN_CONFIG } from '../oci/state.js';
+import type { Native } from '../native/index.js';
+import { claimState, lockRoot, ORIGINAL_CONFIG, readPlan, removeContainerState, WRITTEN_CONFIG } from '../oci/state.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import type { Logger } from './log.js';
 
-/** Releases one container's state dir; returns false when some step failed (and was logged). */
-export async function releaseContainer(stateDir: string, features: readonly AnyFeature[], log: Logger, state: OciState | undefined): Promise<boolean> {
+/**
+ * Releases one container's state: claims it under the root lock (only the
+ * create `instance` when given), then runs the release on the claimed copy.
+ * Returns false when some step failed (each is logged).
+ */
+export async function releaseContainer(nat: Native, stateDir: string, features: readonly AnyFeature[], log: Logger, state: OciState | undefined, instance?: string): Promise<boolean> {
+  const unlock = lockRoot(nat, stateDir);
+  let claimed: string | undefined;
+  try {
+    claimed = claimState(stateDir, instance);
+  } finally {
+    unlock();
+  }
+  return claimed === undefined ? true : releaseClaimed(claimed, features, log, state);
+}
+
+/** The release itself, on a claimed state dir: features' poststop, config.json back, state removed. */
+export async function releaseClaimed(claimed: string, features: readonly AnyFeature[], log: Logger, state: OciState | undefined): Promise<boolean> {
   let plan;
   try {
-    plan = readPlan(stateDir);
+    plan = readPlan(claimed);
   } catch (err) {
     log.warn(`hyperbox-runc: ${reasonOf(err)}; removing it`);
-    removeContainerState(stateDir);
+    removeContainerState(claimed);
     return false;
   }
   let ok = true;
@@ -28,14 +45,14 @@ export async function releaseContainer(stateDir: string, features: readonly AnyF
     const poststop = feature?.hooks?.poststop;
     if (!poststop) continue;
     try {
-      await poststop({ stage: 'poststop', state, options, plan, stateDir, log });
+      await poststop({ stage: 'poststop', state, options, plan, stateDir: claimed, log });
     } catch (err) {
       ok = false;
       log.warn(`hyperbox-runc: ${name}: releasing container ${plan.id} failed: ${reasonOf(err)}`);
     }
   }
-  ok = restoreConfig(plan.configPath, stateDir, log) && ok;
-  removeContainerState(stateDir);
+  ok = restoreConfig(plan.configPath, claimed, log) && ok;
+  removeContainerState(claimed);
   return ok;
 }
 

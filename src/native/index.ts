@@ -12,7 +12,9 @@ export interface Native {
   /** Replaces this process with runc; returns only by throwing. */
   execRunc(path: string, argv: string[]): never;
   /** Starts the detached watcher that cleans up if runc leaves no container behind. */
-  spawnRestoreWatcher(launcher: string, runcStatePath: string, stateDir: string, env: string[]): void;
+  spawnRestoreWatcher(launcher: string, runcStatePath: string, stateDir: string, instance: string, env: string[]): void;
+  /** Takes an exclusive flock on an open fd, waiting for it; closing the fd releases it. */
+  flock(fd: number): void;
 }
 
 let loaded: Native | undefined;

@@ -3,10 +3,11 @@
  * is derived from runc's --root, so the same id under two roots (containerd
  * namespaces each have their own) never collides.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { planRecordSchema, type PlanRecord } from '../../config-schema/plan.js';
 import { HyperboxError, reasonOf } from '../errors.js';
+import type { Native } from '../native/index.js';
 import { writeFileAtomic } from '../store/atomic.js';
 
 /** $HYPERBOX_STATE or /run/hyperbox (tmpfs, like runc's own state). */
@@ -67,7 +68,62 @@ export function readPlan(dir: string): PlanRecord {
   }
 }
 
-/** Every container state dir under the base (those with a plan, and stray ones without). */
+/** A fresh nonce for one create (not a secret: it only tells incarnations of an id apart). */
+export function newInstance(): string {
+  return `${process.pid.toString(36)}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+/**
+ * Takes the lock of the runc root a container state dir belongs to (a flock
+ * on the root-key dir, which is never removed) and returns its release. Only
+ * short steps run under it: checking, claiming and creating state dirs.
+ */
+export function lockRoot(nat: Native, stateDir: string): () => void {
+  const keyDir = dirname(stateDir);
+  mkdirSync(keyDir, { recursive: true, mode: 0o700 });
+  const fd = openSync(keyDir, 'r');
+  try {
+    nat.flock(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw err;
+  }
+  return () => closeSync(fd);
+}
+
+const RELEASING = '.releasing-';
+
+/**
+ * Claims a container's state for release, under the root lock: renames it out
+ * of the way, so a new container may reuse the id at once while the release
+ * (which may be slow) goes on. With `instance`, only that create's state is
+ * claimed. Returns the claimed dir, or undefined when there is nothing to claim.
+ */
+export function claimState(stateDir: string, instance?: string): string | undefined {
+  if (!existsSync(stateDir)) return undefined;
+  let planned: string | undefined;
+  try {
+    planned = readPlan(stateDir).instance;
+  } catch {
+    planned = undefined; // no readable plan: a create that never finished; claim it all the same
+  }
+  if (instance !== undefined && planned !== instance) return undefined;
+  const claimed = join(dirname(stateDir), `${RELEASING}${basename(stateDir)}-${planned ?? newInstance()}`);
+  renameSync(stateDir, claimed);
+  return claimed;
+}
+
+/** Whether a dir is a claimed one, and how long ago it was claimed (ms). */
+export function claimedAge(dir: string): number | undefined {
+  if (!basename(dir).startsWith(RELEASING)) return undefined;
+  try {
+    return Date.now() - statSync(dir).ctimeMs;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every container state dir under the base, claimed ones included. */
 export function listContainerStateDirs(): string[] {
   const base = stateBase();
   if (!existsSync(base)) return [];
@@ -81,13 +137,7 @@ export function listContainerStateDirs(): string[] {
   return dirs;
 }
 
-/** Removes a container's state dir, and its root-key dir once empty. */
+/** Removes a (claimed) container state dir. The root-key dir stays: it is the lock. */
 export function removeContainerState(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
-  const parent = resolve(dir, '..');
-  try {
-    if (readdirSync(parent).length === 0) rmSync(parent, { recursive: true, force: true });
-  } catch {
-    // another container may have just been created under the same root
-  }
 }

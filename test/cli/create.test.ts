@@ -13,6 +13,12 @@ const BASE_CONFIG = {
   linux: { resources: { memory: { limit: 1 } } },
 };
 
+/** Container state dirs under a state base (the per-root key dirs stay: they are the locks). */
+function containerDirs(base: string): string[] {
+  if (!existsSync(base)) return [];
+  return readdirSync(base).flatMap((key) => readdirSync(join(base, key)).map((id) => join(key, id)));
+}
+
 /** A fresh bundle, state base and config dir; returns paths and a runner. */
 function setup(t: Test, config: object, policy?: object) {
   const top = mkdtempSync(join(tmpdir(), 'hbx-create-'));
@@ -113,7 +119,7 @@ for (const [name, annotations, pattern] of [
     t.equal(lines[0]!.level, 'error');
     t.match(lines[0]!.msg, pattern);
     t.notMatch(lines[0]!.msg, /\n\s+at /, 'no stack trace');
-    t.same(existsSync(s.stateBase) ? readdirSync(s.stateBase) : [], [], 'no state left');
+    t.same(containerDirs(s.stateBase), [], 'no state left');
   });
 }
 
@@ -146,7 +152,7 @@ t.test('a failed exec puts config.json back and removes the state', async (t) =>
   t.equal(await s.run('create', '-b', s.bundle, 'c9'), 1, 'the fake exec fails');
   t.match(s.fake.execs[0]!.config!, /HYPERBOX_TEST_VALUE/, 'runc would have seen the modified config');
   t.equal(readFileSync(join(s.bundle, 'config.json'), 'utf8'), before, 'restored');
-  t.same(readdirSync(s.stateBase), [], 'state removed');
+  t.same(containerDirs(s.stateBase), [], 'state removed');
 });
 
 t.test('own commands: unknown subcommand options are usage errors (exit 2), doctor runs', async (t) => {
@@ -155,4 +161,25 @@ t.test('own commands: unknown subcommand options are usage errors (exit 2), doct
   t.match(s.logLines()[0]!.msg, /unknown option '--bogus'/);
   t.equal(await s.run('hook', 'nostage', '--state-dir', s.top), 2);
   t.match(s.logLines()[1]!.msg, /unknown hook stage nostage/);
+});
+
+t.test("gc --instance releases only the create it was given, not a later container that reused the id", async (t) => {
+  const s = setup(t, { ...BASE_CONFIG, annotations: { 'io.hyperbox.test': 'x' } });
+  const root = join(s.top, 'root');
+  // The fake exec fails and the create cleans up after itself; write the state a live create leaves.
+  s.fake.nat.execRunc = () => {
+    throw Object.assign(new Error('stop here'), { keepState: true });
+  };
+  await s.run('--root', root, 'create', '-b', s.bundle, 'reused');
+  const w = s.fake.watchers[0]!;
+  t.notOk(existsSync(w.stateDir), 'a failed exec removes its own state');
+  // Now a create that "succeeded" (state present, runc has no container yet, as right after exec).
+  const { writeContainerState } = await import('../../src/oci/state.js');
+  const plan = { version: 1 as const, id: 'reused', instance: 'second', runcRoot: root, bundle: s.bundle, configPath: join(s.bundle, 'config.json'), createdAt: new Date().toISOString(), features: {} };
+  writeContainerState(w.stateDir, plan, Buffer.from(s.text), undefined);
+  t.equal(await s.run('gc', '--state-dir', w.stateDir, '--instance', 'first'), 0);
+  t.ok(existsSync(join(w.stateDir, 'plan.json')), 'the old create’s watcher leaves the new container alone');
+  t.equal(await s.run('gc', '--state-dir', w.stateDir, '--instance', 'second'), 0);
+  t.notOk(existsSync(w.stateDir), 'its own watcher releases it');
+  t.same(readdirSync(join(w.stateDir, '..')), [], 'no claimed copy left');
 });

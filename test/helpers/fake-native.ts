@@ -18,7 +18,7 @@ export class FakeExec extends Error {}
 
 export function fakeNative(opts: { configDir: string; bundle?: string }) {
   const execs: ExecRecord[] = [];
-  const watchers: { launcher: string; runcState: string; stateDir: string; env: string[] }[] = [];
+  const watchers: { launcher: string; runcState: string; stateDir: string; instance: string; env: string[] }[] = [];
   const nat: Native = {
     findRunc: () => '/fake/runc',
     configDir: () => opts.configDir,
@@ -30,8 +30,11 @@ export function fakeNative(opts: { configDir: string; bundle?: string }) {
       execs.push({ path, argv, config: cfg, plan });
       throw new FakeExec('exec (fake)');
     },
-    spawnRestoreWatcher(launcher, runcState, stateDir, env) {
-      watchers.push({ launcher, runcState, stateDir, env });
+    spawnRestoreWatcher(launcher, runcState, stateDir, instance, env) {
+      watchers.push({ launcher, runcState, stateDir, instance, env });
+    },
+    flock() {
+      // one process: nothing to exclude
     },
   };
   return { nat, execs, watchers };

@@ -147,7 +147,7 @@ t.test('gc releases what a crashed create left, and keeps live containers', asyn
   mkdirSync(crashedDir);
   writeFileSync(join(crashedDir, 'config.original.json'), original);
   writeFileSync(join(crashedDir, 'config.written.json'), written);
-  writeFileSync(join(crashedDir, 'plan.json'), JSON.stringify({ version: 1, id: 'crashed-one', runcRoot: s.h.root, bundle: crashed.dir, configPath: crashed.configPath, createdAt: new Date().toISOString(), features: { probe: { value: 'gone', fail: 'none' } } }));
+  writeFileSync(join(crashedDir, 'plan.json'), JSON.stringify({ version: 1, id: 'crashed-one', instance: 'x1', runcRoot: s.h.root, bundle: crashed.dir, configPath: crashed.configPath, createdAt: new Date().toISOString(), features: { probe: { value: 'gone', fail: 'none' } } }));
   const r = await s.h.exec(['gc'], { env: s.env });
   t.equal(r.exitCode, 0, describe(r));
   t.match(r.stdout, /released crashed-one/);
