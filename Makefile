@@ -28,8 +28,9 @@ build:
 
 LAUNCHER_SRC = addon/src/launcher.c addon/src/runc_lookup.c
 launcher: build/hyperbox-runc
+# Static: no dynamic loader on the pass-through path saves ~0.5 ms a call (runc's `state` takes ~4).
 build/hyperbox-runc: $(LAUNCHER_SRC) addon/src/runc_lookup.h | build
-	$(CC) $(CFLAGS) -DHYPERBOX_VERSION='"$(VERSION)"' -DHYPERBOX_NODE='"$(NODE)"' -o $@ $(LAUNCHER_SRC)
+	$(CC) $(CFLAGS) -static -DHYPERBOX_VERSION='"$(VERSION)"' -DHYPERBOX_NODE='"$(NODE)"' -o $@ $(LAUNCHER_SRC)
 
 addon: build/hyperbox.node
 build/runc_lookup.o: addon/src/runc_lookup.c addon/src/runc_lookup.h | build
