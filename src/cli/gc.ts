@@ -1,13 +1,22 @@
 /** `hyperbox-runc gc`: releases hyperbox state of containers runc no longer knows. */
-import { existsSync, writeSync } from 'node:fs';
+import { existsSync, statSync, writeSync } from 'node:fs';
+import type { PlanRecord } from '../../config-schema/plan.js';
 import type { AnyFeature } from '../features/types.js';
 import type { Native } from '../native/index.js';
 import { claimedAge, listContainerStateDirs, readPlan, runcStatePath } from '../oci/state.js';
 import type { Logger } from './log.js';
 import { releaseClaimed, releaseContainer } from './release.js';
 
-/** A claimed dir younger than this is a release still under way elsewhere. */
-const CLAIM_GRACE_MS = 60_000;
+/**
+ * State younger than this is left alone by a full gc: it may belong to a
+ * create still on its way to runc, or a release still under way elsewhere.
+ */
+export const GRACE_MS = 5 * 60_000;
+
+function ageOf(dir: string, plan: PlanRecord | undefined): number {
+  const since = plan ? Date.parse(plan.createdAt) : statSync(dir, { throwIfNoEntry: false })?.mtimeMs;
+  return since === undefined || Number.isNaN(since) ? Infinity : Date.now() - since;
+}
 
 /**
  * Releases the state of containers runc no longer knows: one state dir (the
@@ -21,7 +30,7 @@ export async function gc(nat: Native, features: readonly AnyFeature[], log: Logg
     const age = claimedAge(dir);
     if (age !== undefined) {
       // Claimed by a release that crashed (or is still running, if recent).
-      if (age > CLAIM_GRACE_MS && !(await releaseClaimed(dir, features, log, undefined))) failed++;
+      if (age > GRACE_MS && !(await releaseClaimed(dir, features, log, undefined))) failed++;
       continue;
     }
     let plan;
@@ -32,7 +41,8 @@ export async function gc(nat: Native, features: readonly AnyFeature[], log: Logg
     }
     if (plan && existsSync(runcStatePath(plan.runcRoot, plan.id))) continue;
     if (only?.instance && plan?.instance !== only.instance) continue;
-    if (!(await releaseContainer(nat, dir, features, log, undefined, plan?.instance))) failed++;
+    if (!only && ageOf(dir, plan) < GRACE_MS) continue;
+    if (!(await releaseContainer(nat, dir, features, log, undefined, plan?.instance ?? null))) failed++;
     if (!only) writeSync(1, `released ${plan?.id ?? dir}${plan ? ` (runc root ${plan.runcRoot})` : ''}\n`);
   }
   return failed ? 1 : 0;

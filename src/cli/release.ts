@@ -14,15 +14,15 @@ import { writeFileAtomic } from '../store/atomic.js';
 import type { Logger } from './log.js';
 
 /**
- * Releases one container's state: claims it under the root lock (only the
- * create `instance` when given), then runs the release on the claimed copy.
- * Returns false when some step failed (each is logged).
+ * Releases one container's state: claims it under the root lock (only what
+ * `expected` names, see claimState), then runs the release on the claimed
+ * copy. Returns false when some step failed (each is logged).
  */
-export async function releaseContainer(nat: Native, stateDir: string, features: readonly AnyFeature[], log: Logger, state: OciState | undefined, instance?: string): Promise<boolean> {
+export async function releaseContainer(nat: Native, stateDir: string, features: readonly AnyFeature[], log: Logger, state: OciState | undefined, expected?: string | null): Promise<boolean> {
   const unlock = lockRoot(nat, stateDir);
   let claimed: string | undefined;
   try {
-    claimed = claimState(stateDir, instance);
+    claimed = claimState(stateDir, expected);
   } finally {
     unlock();
   }

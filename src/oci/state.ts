@@ -96,18 +96,19 @@ const RELEASING = '.releasing-';
 /**
  * Claims a container's state for release, under the root lock: renames it out
  * of the way, so a new container may reuse the id at once while the release
- * (which may be slow) goes on. With `instance`, only that create's state is
- * claimed. Returns the claimed dir, or undefined when there is nothing to claim.
+ * (which may be slow) goes on. `expected` narrows what is claimed: a create's
+ * instance, or null for "only if it still has no readable plan". Returns the
+ * claimed dir, or undefined when there is nothing (matching) to claim.
  */
-export function claimState(stateDir: string, instance?: string): string | undefined {
+export function claimState(stateDir: string, expected?: string | null): string | undefined {
   if (!existsSync(stateDir)) return undefined;
   let planned: string | undefined;
   try {
     planned = readPlan(stateDir).instance;
   } catch {
-    planned = undefined; // no readable plan: a create that never finished; claim it all the same
+    planned = undefined; // no readable plan: a create that never finished
   }
-  if (instance !== undefined && planned !== instance) return undefined;
+  if (expected !== undefined && (planned ?? null) !== expected) return undefined;
   const claimed = join(dirname(stateDir), `${RELEASING}${basename(stateDir)}-${planned ?? newInstance()}`);
   renameSync(stateDir, claimed);
   return claimed;

@@ -6,7 +6,7 @@
  * and by gc after a crash.
  */
 import t, { type Test } from 'tap';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { findRunc } from '../../../fixtures/tools.js';
 import { checkPrerequisites, describe, run, RuntimeHarness, testTempDir, waitFor } from '../../helpers/runtime.js';
@@ -147,13 +147,19 @@ t.test('gc releases what a crashed create left, and keeps live containers', asyn
   mkdirSync(crashedDir);
   writeFileSync(join(crashedDir, 'config.original.json'), original);
   writeFileSync(join(crashedDir, 'config.written.json'), written);
-  writeFileSync(join(crashedDir, 'plan.json'), JSON.stringify({ version: 1, id: 'crashed-one', instance: 'x1', runcRoot: s.h.root, bundle: crashed.dir, configPath: crashed.configPath, createdAt: new Date().toISOString(), features: { probe: { value: 'gone', fail: 'none' } } }));
+  writeFileSync(join(crashedDir, 'plan.json'), JSON.stringify({ version: 1, id: 'crashed-one', instance: 'x1', runcRoot: s.h.root, bundle: crashed.dir, configPath: crashed.configPath, createdAt: new Date(Date.now() - 3600_000).toISOString(), features: { probe: { value: 'gone', fail: 'none' } } }));
+  // A create still on its way to runc (state written a moment ago, no runc container yet) is left alone.
+  const inflight = await s.h.bundle('inflight', { args: ['true'] });
+  const inflightDir = join(liveDir, '..', 'inflight-one');
+  mkdirSync(inflightDir);
+  writeFileSync(join(inflightDir, 'plan.json'), JSON.stringify({ version: 1, id: 'inflight-one', instance: 'x2', runcRoot: s.h.root, bundle: inflight.dir, configPath: inflight.configPath, createdAt: new Date().toISOString(), features: {} }));
   const r = await s.h.exec(['gc'], { env: s.env });
   t.equal(r.exitCode, 0, describe(r));
   t.match(r.stdout, /released crashed-one/);
   t.same(readFileSync(crashed.configPath), original, 'config.json put back');
   t.same(s.hooks('crashed-one').map((l) => [l.stage, l.status]), [['poststop', null]], 'the feature released it without an OCI state');
-  t.same(s.stateDirs(), [liveDir], 'the live container keeps its state');
+  t.same(s.stateDirs().sort(), [liveDir, inflightDir].sort(), 'the live container and the in-flight create keep their state');
+  rmSync(inflightDir, { recursive: true });
   t.equal((await s.h.rt(['delete', '-f', liveId])).exitCode, 0);
   t.same(s.stateDirs(), []);
 });
