@@ -50,7 +50,7 @@ export function toJsonSchema(schema: ZodTypeAny): Schema {
       return { anyOf: parts };
     }
     case 'ZodObject': {
-      const shape = (schema as unknown as { shape: Record<string, ZodTypeAny> }).shape as Record<string, ZodTypeAny>;
+      const shape = (schema as unknown as { shape: Record<string, ZodTypeAny> }).shape;
       const properties: Schema = {};
       const required: string[] = [];
       for (const [key, value] of Object.entries(shape)) {

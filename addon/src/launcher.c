@@ -159,7 +159,11 @@ static int bundle_asks_hyperbox(const char *bundle) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return 0; /* runc will report the missing config in its own words */
   struct stat st;
-  if (fstat(fd, &st) != 0 || st.st_size <= 0 || st.st_size > 64 * 1024 * 1024) {
+  if (fstat(fd, &st) != 0) {
+    close(fd);
+    return 0; /* unreadable: runc will report it in its own words */
+  }
+  if (st.st_size <= 0 || st.st_size > 64 * 1024 * 1024) {
     close(fd);
     return st.st_size > 0; /* an odd file: let the Node side give a clear error */
   }

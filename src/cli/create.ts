@@ -15,7 +15,7 @@ import type { Native } from '../native/index.js';
 import { loadBundle, renderBundle, validateSpec, writeConfig } from '../oci/bundle.js';
 import { hyperboxEnvironment, injectHooks, launcherPath, type FeatureStage } from '../oci/hooks.js';
 import { isJsonObject, type JsonObject } from '../oci/json.js';
-import { claimState, containerStateDir, isValidContainerId, lockRoot, newInstance, removeContainerState, runcStatePath, writeContainerState } from '../oci/state.js';
+import { claimState, containerStateDir, isValidContainerId, lockRoot, newInstance, runcStatePath, writeContainerState } from '../oci/state.js';
 import { flagValue, argvForRunc, type ParsedArgv } from './grammar.js';
 import type { Logger } from './log.js';
 import { execRunc, runcPath } from './runtime.js';
@@ -130,7 +130,9 @@ export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeat
     return execRunc(nat, runc, argvForRunc(parsed));
   } catch (err) {
     if (wroteConfig) writeConfig(bundle, bundle.original);
-    removeContainerState(stateDir);
+    // The features' own release too: a modify may have attached something (a mount) before the failure.
+    const { releaseContainer } = await import('./release.js');
+    await releaseContainer(nat, stateDir, features, log, undefined, record.instance);
     throw err;
   }
 }

@@ -1,6 +1,5 @@
 /** The hook entries hyperbox puts in config.json so runc calls it back at createRuntime/poststart/poststop. */
 import { fileURLToPath } from 'node:url';
-import { hooksSchema } from '../../config-schema/oci.js';
 import { isJsonObject, type JsonObject, type JsonValue } from './json.js';
 
 /** Stages a feature can act in. */
@@ -40,5 +39,4 @@ export function injectHooks(spec: JsonObject, stages: readonly FeatureStage[], s
     existing.push(entry);
     hooks[stage] = existing;
   }
-  hooksSchema.parse(hooks);
 }

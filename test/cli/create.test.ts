@@ -146,13 +146,21 @@ t.test('flags runc does not know, with no hyperbox flag, go to runc unchanged (r
   t.notMatch(s.fake.execs[0]!.config!, /hooks/);
 });
 
-t.test('a failed exec puts config.json back and removes the state', async (t) => {
+t.test('a failed exec puts config.json back, runs the features\' release and removes the state', async (t) => {
   const s = setup(t, { ...BASE_CONFIG, annotations: { 'io.hyperbox.test': 'x' } });
+  const record = mkdtempSync(join(tmpdir(), 'hbx-rec-'));
+  const saved = process.env.HYPERBOX_TEST_RECORD;
+  process.env.HYPERBOX_TEST_RECORD = record;
+  t.teardown(() => {
+    process.env.HYPERBOX_TEST_RECORD = saved;
+  });
   const before = readFileSync(join(s.bundle, 'config.json'), 'utf8');
   t.equal(await s.run('create', '-b', s.bundle, 'c9'), 1, 'the fake exec fails');
   t.match(s.fake.execs[0]!.config!, /HYPERBOX_TEST_VALUE/, 'runc would have seen the modified config');
   t.equal(readFileSync(join(s.bundle, 'config.json'), 'utf8'), before, 'restored');
   t.same(containerDirs(s.stateBase), [], 'state removed');
+  const calls = readFileSync(join(record, 'c9.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).stage);
+  t.same(calls, ['poststop'], 'what modify attached is released');
 });
 
 t.test('own commands: unknown subcommand options are usage errors (exit 2), doctor runs', async (t) => {
