@@ -5,6 +5,8 @@ NODEDIR     ?= $(shell $(NODE) -p 'require("path").resolve(process.execPath, "..
 VERSION     := $(shell $(NODE) -p 'require("./package.json").version')
 CC          ?= cc
 CXX         ?= g++
+CLANG       ?= clang
+BPFTOOL     ?= $(shell command -v bpftool || echo /usr/sbin/bpftool)
 CFLAGS      ?= -O2 -Wall -Wextra -Wno-format-truncation -Werror=implicit-function-declaration
 LIBDIR       = $(PREFIX)/lib/hyperbox-runc
 TAP          = node_modules/.bin/tap --disable-coverage --reporter=tap --timeout=600 --jobs=1
@@ -35,9 +37,18 @@ build/hyperbox-runc: $(LAUNCHER_SRC) addon/src/runc_lookup.h | build
 addon: build/hyperbox.node
 build/runc_lookup.o: addon/src/runc_lookup.c addon/src/runc_lookup.h | build
 	$(CC) $(CFLAGS) -fPIC -c -o $@ $<
-build/hyperbox.node: addon/src/addon.cc build/runc_lookup.o | deps build
+# The recorder's BPF object is embedded in the addon through a bpftool skeleton:
+# nothing to find at run time. CO-RE against the kernel's BTF, so no vmlinux.h.
+# (The multiarch dir is where <asm/types.h> lives; -target bpf does not look there.)
+BPF_CFLAGS = -O2 -g -Wall -target bpf -D__TARGET_ARCH_x86 -I/usr/include/$(shell $(CC) -print-multiarch)
+build/recorder.bpf.o: addon/bpf/recorder.bpf.c addon/bpf/recorder.h | build
+	$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
+build/recorder.skel.h: build/recorder.bpf.o
+	$(BPFTOOL) gen skeleton $< name recorder > $@.tmp && mv $@.tmp $@
+build/hyperbox.node: addon/src/addon.cc build/runc_lookup.o build/recorder.skel.h addon/bpf/recorder.h | deps build
 	$(CXX) -O2 -Wall -shared -fPIC -std=c++17 -DNAPI_VERSION=8 -DNAPI_DISABLE_CPP_EXCEPTIONS \
-	  -I$(NODEDIR)/include/node -Inode_modules/node-addon-api -o $@ addon/src/addon.cc build/runc_lookup.o
+	  -I$(NODEDIR)/include/node -Inode_modules/node-addon-api -Ibuild -Iaddon/bpf -o $@ addon/src/addon.cc build/runc_lookup.o \
+	  -lbpf -lseccomp
 
 install: all
 	install -d $(PREFIX)/bin $(LIBDIR)/build $(LIBDIR)/dist

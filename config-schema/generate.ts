@@ -7,6 +7,8 @@ import { specSchema } from './oci.js';
 import { ociStateSchema } from './state.js';
 import { hostConfigSchema, policySchema } from './policy.js';
 import { planRecordSchema } from './plan.js';
+import { profileMetaSchema } from './seccomp-profile.js';
+import { seccompSchema } from './oci.js';
 
 const schemas: Record<string, ZodTypeAny> = {
   'config.subset': specSchema,
@@ -14,6 +16,8 @@ const schemas: Record<string, ZodTypeAny> = {
   policy: policySchema,
   'host-config': hostConfigSchema,
   plan: planRecordSchema,
+  'seccomp-profile': seccompSchema,
+  'seccomp-profile-meta': profileMetaSchema,
 };
 
 const outDir = process.argv[2] ?? 'dist/schema';

@@ -50,7 +50,7 @@ function program(deps: MainDeps, log: Logger, setCode: (code: number) => void): 
       setCode(await doctor(deps.features, runc, why, Boolean(opts.json)));
     });
 
-  for (const feature of deps.features) for (const add of feature.commands ?? []) add(root);
+  for (const feature of deps.features) for (const add of feature.commands ?? []) add(root, setCode);
   return root;
 }
 

@@ -116,7 +116,9 @@ export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeat
       await feature.modify?.(bundle.spec, options, { id, bundleDir, runcRoot, stateDir, log });
     }
     const stages = new Set<FeatureStage>(['poststop']);
-    for (const feature of planned.keys()) for (const stage of Object.keys(feature.hooks ?? {})) stages.add(stage as FeatureStage);
+    for (const [feature, options] of planned) {
+      for (const stage of feature.stages?.(options) ?? (Object.keys(feature.hooks ?? {}) as FeatureStage[])) stages.add(stage);
+    }
     injectHooks(bundle.spec, [...stages], stateDir);
     validateSpec(bundle);
     const bytes = renderBundle(bundle);

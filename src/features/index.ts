@@ -1,4 +1,5 @@
 /** The capabilities built into hyperbox-runc. Each issue's capability adds itself here. */
+import { seccompFeature } from './seccomp/index.js';
 import type { AnyFeature } from './types.js';
 
-export const builtinFeatures: readonly AnyFeature[] = [];
+export const builtinFeatures: readonly AnyFeature[] = [seccompFeature()];

@@ -62,10 +62,12 @@ export interface Feature<Options = unknown> {
   plan(input: PlanInput): Options | undefined;
   /** Edits the spec in place before runc sees it. */
   modify?(spec: JsonObject, options: Options, ctx: ModifyContext): void | Promise<void>;
+  /** Which hook stages this request needs (default: every stage in `hooks`); each one costs a Node start. poststop always runs. */
+  stages?(options: Options): FeatureStage[];
   /** Called from runc's hooks. poststop must also work with state undefined (gc after a crash). */
   hooks?: Partial<Record<FeatureStage, (ctx: HookContext<Options>) => void | Promise<void>>>;
-  /** Extra `hyperbox-runc <name> ...` subcommands. */
-  commands?: ((program: Command) => void)[];
+  /** Extra `hyperbox-runc <name> ...` subcommands; an action sets a non-zero exit code through setCode. */
+  commands?: ((program: Command, setCode: (code: number) => void) => void)[];
   /** Lines for `hyperbox-runc doctor`: what this feature needs and what falls back. */
   doctor?(): DoctorLine[] | Promise<DoctorLine[]>;
 }

@@ -36,6 +36,15 @@ export function fakeNative(opts: { configDir: string; bundle?: string }) {
     flock() {
       // one process: nothing to exclude
     },
+    // The recorder and libseccomp are exercised for real in test/native and the integration tests.
+    recorderTrack() {},
+    recorderRead: () => undefined,
+    recorderUntrack: () => 0,
+    recorderTracked: () => [],
+    seccompResolve: () => undefined,
+    seccompNumber: () => undefined,
+    seccompNativeArch: () => 'SCMP_ARCH_X86_64',
+    seccompCompile: () => ({ instructions: 0 }),
   };
   return { nat, execs, watchers };
 }

@@ -83,6 +83,8 @@ export interface Prerequisites {
   /** The real runc (fixtures use `runc spec`; cleanup falls back to it). */
   runc?: boolean;
   busybox?: boolean;
+  /** BPF with BTF and a cgroup v2 hierarchy (the syscall recorder). */
+  bpf?: boolean;
 }
 
 /** Checks prerequisites; on the first missing one calls skipOrFail (or fails) and returns false. */
@@ -109,6 +111,19 @@ export function checkPrerequisites(t: Test, p: Prerequisites): boolean {
       findBusybox();
     } catch (e) {
       skipOrFail(t, (e as Error).message);
+      return false;
+    }
+  }
+  if (p.bpf) {
+    const missing = !existsSync('/sys/kernel/btf/vmlinux')
+      ? 'kernel BTF (/sys/kernel/btf/vmlinux)'
+      : !existsSync('/proc/sys/net/core/bpf_jit_enable')
+        ? 'the BPF syscall'
+        : !readFileSync('/proc/self/cgroup', 'utf8').includes('0::')
+          ? 'a cgroup v2 hierarchy'
+          : undefined;
+    if (missing) {
+      skipOrFail(t, `this kernel lacks ${missing}, which the syscall recorder needs`);
       return false;
     }
   }

@@ -1,0 +1,43 @@
+/**
+ * The host-wide syscall recorder (addon/bpf/recorder.bpf.c), pinned under
+ * /sys/fs/bpf/hyperbox and shared by every container that asks for it.
+ * Tracking and untracking go through one flock so that the last container to
+ * leave detaches it without racing a new one attaching.
+ */
+import { closeSync, mkdirSync, openSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Native, RecorderSnapshot } from '../native/index.js';
+import { stateBase } from '../oci/state.js';
+
+/** Entry flag: learn this cgroup's syscalls (for a seccomp profile). */
+export const TRACK_LEARN = 1;
+
+/** $HYPERBOX_BPF_PIN or /sys/fs/bpf/hyperbox. */
+export function recorderPinDir(): string {
+  return process.env.HYPERBOX_BPF_PIN || '/sys/fs/bpf/hyperbox';
+}
+
+function withRecorderLock<T>(nat: Native, fn: () => T): T {
+  mkdirSync(stateBase(), { recursive: true, mode: 0o700 });
+  const fd = openSync(join(stateBase(), 'recorder.lock'), 'a', 0o600);
+  try {
+    nat.flock(fd);
+    return fn();
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Starts recording a cgroup (attaching the recorder if nothing else is using it). */
+export function trackCgroup(nat: Native, cgroupId: bigint, flags: number): void {
+  withRecorderLock(nat, () => nat.recorderTrack(recorderPinDir(), cgroupId, flags));
+}
+
+/** Takes what was recorded for a cgroup and stops recording it (detaching the recorder when it was the last). */
+export function untrackCgroup(nat: Native, cgroupId: bigint): RecorderSnapshot | undefined {
+  return withRecorderLock(nat, () => {
+    const snapshot = nat.recorderRead(recorderPinDir(), cgroupId);
+    nat.recorderUntrack(recorderPinDir(), cgroupId);
+    return snapshot;
+  });
+}
