@@ -31,10 +31,10 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
 }
 
-function show(p: StoredProfile, instructions: number): string {
+function show(p: StoredProfile, bpf: string): string {
   const lines = [`profile:       ${p.name}`, `source:        ${p.meta?.source ?? 'hand-written'}`, `default:       ${String(p.profile.defaultAction)}`];
   const allowed = allowedNames(p.profile);
-  lines.push(`allowed:       ${allowed.length} syscalls`, `bpf:           ${instructions} instructions`);
+  lines.push(`allowed:       ${allowed.length} syscalls`, `bpf:           ${bpf}`);
   for (const [arch, names] of Object.entries(p.meta?.syscalls ?? {})) {
     const total = Object.values(names).reduce((a, b) => a + b, 0);
     lines.push(`learned ${arch}: ${Object.keys(names).length} syscalls, ${total} calls`);
@@ -72,7 +72,13 @@ export function seccompCommands(deps: { native: () => Native }): (program: Comma
       .action((name: string, opts: { json?: boolean }) => {
         const p = readProfile(checkProfileName(name));
         if (opts.json) return out(stringifyJson({ name: p.name, profile: p.profile, meta: (p.meta ?? null) as unknown as JsonObject }, { indent: '  ', trailingNewline: true }));
-        out(show(p, deps.native().seccompCompile(stringifyJson(p.profile)).instructions));
+        let bpf: string;
+        try {
+          bpf = `${deps.native().seccompCompile(stringifyJson(p.profile)).instructions} instructions`;
+        } catch (err) {
+          bpf = `cannot be built: ${reasonOf(err)}`;
+        }
+        out(show(p, bpf));
       });
 
     cmd
