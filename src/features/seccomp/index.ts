@@ -227,7 +227,6 @@ export function seccompFeature(deps: { native: () => Native } = { native: loadNa
     doctor(): DoctorLine[] {
       const actions = seccompActions();
       return [
-        { check: 'seccomp filters', ok: actions.includes('errno'), detail: actions.join(' ') || 'no /proc/sys/kernel/seccomp/actions_avail', consequence: 'enforce fails the create' },
         { check: 'seccomp log action', ok: actions.includes('log'), detail: actions.includes('log') ? 'available' : 'missing', consequence: 'audit fails the create' },
         { check: 'BPF for seccomp learning', ok: bpfSyscallAvailable() && btfAvailable(), detail: `bpf syscall ${bpfSyscallAvailable() ? 'yes' : 'no'}, BTF ${btfAvailable() ? 'yes' : 'no'}`, consequence: 'learn fails the create' },
         { check: 'cgroup v2 for seccomp learning', ok: cgroup2Mount() !== undefined, detail: cgroup2Mount() ?? 'not mounted', consequence: 'learn fails the create' },
