@@ -37,8 +37,8 @@ export const WORKLOADS: Workload[] = [
       'sh',
       '-c',
       `set -e; mkdir -p /tmp/www; seq 1 5000 > /tmp/www/data.txt; httpd -f -p 127.0.0.1:${HTTP_PORT} -h /tmp/www & pid=$!; ` +
-        `i=0; until wget -q -O /tmp/got http://127.0.0.1:${HTTP_PORT}/data.txt; do i=$((i+1)); [ $i -lt 50 ] || exit 9; sleep 0.1; done; ` +
-        'md5sum < /tmp/got | cut -c1-8; wc -l < /tmp/got; kill $pid; wait $pid || true; echo done',
+        `i=0; until wget -q -O /tmp/got http://127.0.0.1:${HTTP_PORT}/data.txt 2>/dev/null; do i=$((i+1)); [ $i -lt 50 ] || exit 9; sleep 0.1; done; ` +
+        'md5sum < /tmp/got | cut -c1-8; wc -l < /tmp/got; { kill $pid; wait $pid; } 2>/dev/null || true; echo done',
     ],
   },
   { name: 'cprog', args: ['/bin/syscall_mix', 'work'] },
