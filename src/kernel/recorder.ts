@@ -4,10 +4,10 @@
  * Tracking and untracking go through one flock so that the last container to
  * leave detaches it without racing a new one attaching.
  */
-import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Native, RecorderSnapshot } from '../native/index.js';
 import { stateBase } from '../oci/state.js';
+import { withLock } from '../store/lock.js';
 
 /** Entry flag: learn this cgroup's syscalls (for a seccomp profile). */
 export const TRACK_LEARN = 1;
@@ -18,14 +18,7 @@ export function recorderPinDir(): string {
 }
 
 function withRecorderLock<T>(nat: Native, fn: () => T): T {
-  mkdirSync(stateBase(), { recursive: true, mode: 0o700 });
-  const fd = openSync(join(stateBase(), 'recorder.lock'), 'a', 0o600);
-  try {
-    nat.flock(fd);
-    return fn();
-  } finally {
-    closeSync(fd);
-  }
+  return withLock(nat, join(stateBase(), 'recorder.lock'), fn);
 }
 
 /** Starts recording a cgroup (attaching the recorder if nothing else is using it). */

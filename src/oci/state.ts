@@ -3,12 +3,13 @@
  * is derived from runc's --root, so the same id under two roots (containerd
  * namespaces each have their own) never collides.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { planRecordSchema, type PlanRecord } from '../../config-schema/plan.js';
 import { HyperboxError, reasonOf } from '../errors.js';
 import type { Native } from '../native/index.js';
 import { writeFileAtomic } from '../store/atomic.js';
+import { holdLock } from '../store/lock.js';
 
 /** $HYPERBOX_STATE or /run/hyperbox (tmpfs, like runc's own state). */
 export function stateBase(): string {
@@ -79,16 +80,7 @@ export function newInstance(): string {
  * short steps run under it: checking, claiming and creating state dirs.
  */
 export function lockRoot(nat: Native, stateDir: string): () => void {
-  const keyDir = dirname(stateDir);
-  mkdirSync(keyDir, { recursive: true, mode: 0o700 });
-  const fd = openSync(keyDir, 'r');
-  try {
-    nat.flock(fd);
-  } catch (err) {
-    closeSync(fd);
-    throw err;
-  }
-  return () => closeSync(fd);
+  return holdLock(nat, dirname(stateDir), 'dir');
 }
 
 const RELEASING = '.releasing-';

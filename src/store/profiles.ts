@@ -3,7 +3,7 @@
  * as config.json's linux.seccomp takes it, NAME.meta.json what was learned
  * and how. Root-only, written atomically, changed under one flock.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { profileMetaSchema, type ProfileMeta } from '../../config-schema/seccomp-profile.js';
 import { seccompSchema } from '../../config-schema/oci.js';
@@ -11,6 +11,10 @@ import { HyperboxError, reasonOf } from '../errors.js';
 import type { Native } from '../native/index.js';
 import { isJsonObject, parseJson, stringifyJson, type JsonObject } from '../oci/json.js';
 import { writeFileAtomic } from './atomic.js';
+import { withLock } from './lock.js';
+import { checkProfileName, isStoreName } from './names.js';
+
+export { checkProfileName };
 
 /** $HYPERBOX_STORE or /var/lib/hyperbox. */
 export function storeBase(): string {
@@ -20,19 +24,6 @@ export function storeBase(): string {
 /** Where seccomp profiles live. */
 export function seccompStoreDir(): string {
   return join(storeBase(), 'seccomp');
-}
-
-const NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
-
-/** Profile names are names, never paths: a slash, `..` or a leading dot is refused. */
-export function checkProfileName(name: string): string {
-  if (!NAME.test(name) || name.includes('..') || name.endsWith('.meta')) {
-    throw new HyperboxError(
-      'E_PROFILE_NAME',
-      `bad seccomp profile name ${JSON.stringify(name)}: use letters, digits, '.', '_' and '-' (no '/', no '..', at most 128 characters)`,
-    );
-  }
-  return name;
 }
 
 function paths(name: string): { profile: string; meta: string } {
@@ -123,18 +114,11 @@ export function listProfiles(): string[] {
   return entries
     .filter((f) => f.endsWith('.json') && !f.endsWith('.meta.json') && !f.startsWith('.'))
     .map((f) => f.slice(0, -'.json'.length))
-    .filter((n) => NAME.test(n))
+    .filter(isStoreName)
     .sort();
 }
 
-/** Runs fn holding the store's lock, so two learning containers merging into one profile never lose a run. */
-export async function withStoreLock<T>(nat: Native, fn: () => T | Promise<T>): Promise<T> {
-  mkdirSync(seccompStoreDir(), { recursive: true, mode: 0o700 });
-  const fd = openSync(join(seccompStoreDir(), '.lock'), 'a', 0o600);
-  try {
-    nat.flock(fd);
-    return await fn();
-  } finally {
-    closeSync(fd);
-  }
+/** Runs a step holding the store's lock, so two learning containers merging into one profile never lose a run. */
+export function withStoreLock<T>(nat: Native, fn: () => T): T {
+  return withLock(nat, join(seccompStoreDir(), '.lock'), fn);
 }

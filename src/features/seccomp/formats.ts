@@ -7,9 +7,6 @@ import { seccompSchema } from '../../../config-schema/oci.js';
 import { HyperboxError } from '../../errors.js';
 import { isJsonObject, type JsonObject, type JsonValue } from '../../oci/json.js';
 
-export const EXPORT_FORMATS = ['oci', 'docker', 'k8s'] as const;
-export type ExportFormat = (typeof EXPORT_FORMATS)[number];
-
 function rules(profile: JsonObject): JsonObject[] {
   return (Array.isArray(profile.syscalls) ? profile.syscalls : []).filter(isJsonObject);
 }

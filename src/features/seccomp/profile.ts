@@ -7,9 +7,6 @@ import type { ProfileMeta } from '../../../config-schema/seccomp-profile.js';
 import type { JsonObject } from '../../oci/json.js';
 import { ENOSYS, EPERM } from './actions.js';
 
-/** Recorder architectures and the libseccomp names for them. */
-export const ARCH_TOKENS: Record<string, string> = { x86_64: 'SCMP_ARCH_X86_64', x86: 'SCMP_ARCH_X86', x32: 'SCMP_ARCH_X32', aarch64: 'SCMP_ARCH_AARCH64', arm: 'SCMP_ARCH_ARM' };
-
 /** A native architecture and the compat ones its kernel may run. */
 const COMPAT: Record<string, string[]> = {
   SCMP_ARCH_X86_64: ['SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
