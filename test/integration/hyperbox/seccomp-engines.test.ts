@@ -97,6 +97,9 @@ t.test('containerd: learn with ctr --annotation, enforce within containerd\'s de
     const enforced = await ctrRun(tag, [...cmd], enforceAnn(name));
     t.equal(enforced.exitCode, 0, describe(enforced));
     t.equal(enforced.stdout, plain.stdout, `${tag}: same output under the learned profile`);
+    const probePlain = await ctrRun(tag, PROBE_ARGS, {});
+    // containerd's default (like Docker's) refuses keyctl itself; the other three it allows.
+    t.equal(probePlain.stdout.replace(/\r/g, ''), 'unshare=ok\nmount=ok\nptrace=ok\nkeyctl=EPERM\n', "what containerd's own profile allows");
     const probe = await ctrRun(tag, PROBE_ARGS, enforceAnn(name));
     t.equal(probe.stdout.replace(/\r/g, ''), FORBIDDEN.map((f) => `${f}=EPERM\n`).join(''), `${tag}: never-made calls fail with EPERM`);
   }
