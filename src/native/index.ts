@@ -6,8 +6,57 @@ import { HyperboxError } from '../errors.js';
 /** The ABIs the recorder tells apart on x86_64 (x32 numbers without __X32_SYSCALL_BIT). */
 export type RecorderArch = 'x86_64' | 'x86' | 'x32';
 
-/** What the recorder holds for one tracked cgroup (flags: bit 0 learn, bit 1 reserved for telemetry). */
+/** Entry flags of the recorder (addon/bpf/recorder.h). */
+export const RECORDER_FLAGS = {
+  /** Count syscalls for a seccomp profile. */
+  learn: 1,
+  /** Count syscalls and time them (sys_enter/sys_exit) for telemetry. */
+  syscalls: 2,
+  /** Count bytes and packets (cgroup_skb, once recorderNetAttach attached them). */
+  net: 4,
+  /** Log execs (sched_process_exec). */
+  exec: 8,
+} as const;
+
+/** Network counters of one cgroup: IP packets as cgroup_skb sees them (headers included). */
+export interface NetCounters {
+  rxBytes: bigint;
+  rxPackets: bigint;
+  txBytes: bigint;
+  txPackets: bigint;
+}
+
+/** One exec seen in a tracked cgroup. */
+export interface ExecEvent {
+  /** Wall-clock time, ns since the epoch (converted from the kernel's monotonic clock). */
+  timeUnixNano: bigint;
+  /** Host pid (tgid) and the pid in the task's own pid namespace. */
+  pid: number;
+  nsPid: number;
+  /** The path exec was given (linux_binprm.filename), at most 255 bytes. */
+  filename: string;
+}
+
+/** Number of latency buckets per syscall: see latencyBucketBounds in src/features/trace. */
+export const LATENCY_BUCKETS = 64;
+
+/**
+ * Latency of one syscall of a traced cgroup. Bucket i (0..63) holds calls whose
+ * duration d in ns has k = floor(log2 d), i = 2k + (bit k-1 of d) for d >= 2, i = 0 for d < 2;
+ * the last bucket also takes everything from 2^32 ns up.
+ */
+export interface SyscallLatency {
+  arch: RecorderArch;
+  nr: number;
+  /** Calls that returned (exit and exit_group never do; execve does, in the new program). */
+  count: bigint;
+  sumNs: bigint;
+  buckets: bigint[];
+}
+
+/** What the recorder holds for one tracked cgroup. */
 export interface RecorderSnapshot {
+  /** RECORDER_FLAGS bits. */
   flags: number;
   /** True once runc's prctl(PR_GET_PDEATHSIG) was seen: counting starts after it. */
   armed: boolean;
@@ -15,6 +64,12 @@ export interface RecorderSnapshot {
   counts: { arch: RecorderArch; nr: number; count: bigint }[];
   /** Calls whose number fell outside the recorder's tables. */
   overflow: bigint;
+  /** All zero unless net is flagged and attached. */
+  net: NetCounters;
+  /** Execs seen (total) and the last ones kept (at most 64, oldest first). */
+  execs: { total: bigint; recent: ExecEvent[] };
+  /** Returned calls whose latency was not kept because the host-wide latency map was full. */
+  latencyDropped: bigint;
 }
 
 /** The native operations, as an interface so logic can be tested with a recording fake. */
@@ -33,8 +88,16 @@ export interface Native {
   recorderTrack(pinDir: string, cgroupId: bigint, flags: number): void;
   /** The recorder's entry for the cgroup; undefined when nothing is pinned or the cgroup is not tracked. */
   recorderRead(pinDir: string, cgroupId: bigint): RecorderSnapshot | undefined;
-  /** Stops tracking the cgroup; returns how many remain, and at 0 detaches the program and removes pinDir. */
-  recorderUntrack(pinDir: string, cgroupId: bigint): number;
+  /**
+   * Clears flags (all when omitted) of the cgroup's entry, removing the entry (and its latency
+   * records and network links) once none are left; returns how many cgroups remain tracked, and
+   * at 0 detaches every program and removes pinDir.
+   */
+  recorderUntrack(pinDir: string, cgroupId: bigint, flags?: number): number;
+  /** Latency histograms of a tracked cgroup, one per syscall that returned at least once ([] when not tracked). */
+  recorderLatency(pinDir: string, cgroupId: bigint): SyscallLatency[];
+  /** Attaches the cgroup_skb ingress/egress counters to the tracked cgroup at cgroupDir (a cgroup v2 directory whose inode is cgroupId). */
+  recorderNetAttach(pinDir: string, cgroupId: bigint, cgroupDir: string): void;
   /** The cgroup ids the recorder under pinDir tracks ([] when nothing is pinned). */
   recorderTracked(pinDir: string): bigint[];
   /** libseccomp's name for syscall nr on arch ('x86_64' | 'x86' | 'x32' or SCMP_ARCH_*); throws on an unknown arch. */

@@ -41,6 +41,8 @@ export function fakeNative(opts: { configDir: string; bundle?: string }) {
     recorderRead: () => undefined,
     recorderUntrack: () => 0,
     recorderTracked: () => [],
+    recorderLatency: () => [],
+    recorderNetAttach() {},
     seccompResolve: () => undefined,
     seccompNumber: () => undefined,
     seccompNativeArch: () => 'SCMP_ARCH_X86_64',
