@@ -1,5 +1,6 @@
 /** The capabilities built into hyperbox-runc. Each issue's capability adds itself here. */
 import { seccompFeature } from './seccomp/index.js';
+import { traceFeature } from './trace/index.js';
 import type { AnyFeature } from './types.js';
 
-export const builtinFeatures: readonly AnyFeature[] = [seccompFeature()];
+export const builtinFeatures: readonly AnyFeature[] = [seccompFeature(), traceFeature()];

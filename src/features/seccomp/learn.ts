@@ -61,7 +61,7 @@ export function startLearning(nat: Native, ctx: HookContext<SeccompOptions>): vo
 export function finishLearning(nat: Native, ctx: HookContext<SeccompOptions>): void {
   const learn = readLearnState(ctx.stateDir);
   if (!learn?.cgroupId) return; // never got as far as being tracked
-  const snapshot = untrackCgroup(nat, BigInt(learn.cgroupId));
+  const snapshot = untrackCgroup(nat, BigInt(learn.cgroupId), TRACK_LEARN);
   if (!snapshot?.armed || snapshot.counts.length === 0) {
     ctx.log.warn(`hyperbox-runc: seccomp: container ${ctx.plan.id} never started its process; profile ${ctx.options.profile} left as it was`);
     return;

@@ -1,5 +1,6 @@
 /** What the `seccomp` subcommands do; loaded only when one runs (commands.ts registers them). */
-import { readFileSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { formatTable, writeStdout } from '../../cli/output.js';
 import { HyperboxError, reasonOf } from '../../errors.js';
 import type { Native } from '../../native/index.js';
 import { parseJson, stringifyJson, type JsonObject } from '../../oci/json.js';
@@ -10,11 +11,7 @@ import { compileProfile } from './enforce.js';
 import { fromImport, toDocker, toK8s } from './formats.js';
 import { allowedNames } from './intersect.js';
 
-function out(text: string): void {
-  const buf = Buffer.from(text);
-  let off = 0;
-  while (off < buf.length) off += writeSync(1, buf, off, buf.length - off);
-}
+const out = writeStdout;
 
 /** One line per profile for `list`. */
 function summary(p: StoredProfile): { name: string; source: string; allowed: number; runs: number; updated: string } {
@@ -27,10 +24,7 @@ function summary(p: StoredProfile): { name: string; source: string; allowed: num
   };
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n') + '\n';
-}
+const table = formatTable;
 
 function show(p: StoredProfile, bpf: string): string {
   const lines = [`profile:       ${p.name}`, `source:        ${p.meta?.source ?? 'hand-written'}`, `default:       ${String(p.profile.defaultAction)}`];
