@@ -6,4 +6,4 @@ import { createRequire } from 'node:module';
 import type * as Zod from 'zod';
 
 export const z: typeof Zod.z = (createRequire(import.meta.url)('zod') as typeof Zod).z;
-export type { TypeOf, ZodTypeAny } from 'zod';
+export type { TypeOf, ZodType, ZodTypeAny } from 'zod';

@@ -159,6 +159,7 @@ class Exporter {
   constructor(
     private readonly nat: Native,
     private readonly log: Logger,
+    private readonly backoffMs: number,
   ) {}
 
   stop(): void {
@@ -216,7 +217,7 @@ class Exporter {
       this.log.warn(`hyperbox-runc: trace: dropped the final report of container ${item.containerId} after ${attempts} attempts`);
       return;
     }
-    const next: OutboxItem = { ...item, attempts, sent, nextAttemptMs: now + Math.min(MAX_BACKOFF_MS, 1000 * 2 ** (attempts - 1)) };
+    const next: OutboxItem = { ...item, attempts, sent, nextAttemptMs: now + Math.min(MAX_BACKOFF_MS, this.backoffMs * 2 ** (attempts - 1)) };
     if (existsSync(path)) writeFileAtomic(path, JSON.stringify(next), { mode: 0o600 });
   }
 
@@ -267,8 +268,8 @@ class Exporter {
   }
 }
 
-/** `hyperbox-runc trace daemon`: runs until there is nothing left to send (or SIGTERM). */
-export async function runExporter(nat: Native): Promise<number> {
+/** `hyperbox-runc trace daemon`: runs until there is nothing left to send (or SIGTERM). `backoffMs` is the first retry delay. */
+export async function runExporter(nat: Native, backoffMs = 1000): Promise<number> {
   const log = new Logger({ log: undefined, logFormat: 'text', debug: false });
   ensureDir(traceRunDir());
   const other = withLock(nat, lockFile(), () => {
@@ -281,7 +282,7 @@ export async function runExporter(nat: Native): Promise<number> {
     log.warn(`hyperbox-runc: trace: the exporter already runs as pid ${other}`);
     return 0;
   }
-  const exporter = new Exporter(nat, log);
+  const exporter = new Exporter(nat, log, backoffMs);
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => exporter.stop());
   return exporter.run();
 }

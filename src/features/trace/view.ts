@@ -1,8 +1,10 @@
 /** The terminal view of `hyperbox-runc trace ID`: a table of one reading, with rates against the one before. */
 import type { SyscallStat, TraceSample } from './sample.js';
-import { quantileNs } from './sample.js';
+import { bucketRange, quantileNs } from './sample.js';
 
 const TOP = 10;
+/** Quantiles in the recorder's open last bucket are only known to be at least this. */
+const OPEN_NS = bucketRange(63)[0];
 
 export function formatNs(ns: number | undefined): string {
   if (ns === undefined) return '-';
@@ -22,6 +24,10 @@ export function formatBytes(n: number): string {
     u++;
   }
   return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
+}
+
+function formatQuantile(ns: number | undefined): string {
+  return ns !== undefined && ns >= OPEN_NS ? `≥${formatNs(ns)}` : formatNs(ns);
 }
 
 function pad(s: string, n: number, right = false): string {
@@ -50,7 +56,7 @@ export function renderView(s: TraceSample, prev?: TraceSample): string {
     const head = `  ${pad('syscall', 18)}${pad('abi', 7)}${pad('calls', 11, true)}${pad('/s', 9, true)}${pad('time', 10, true)}${pad('p50', 9, true)}${pad('p99', 9, true)}`;
     const row = (c: SyscallStat) => {
       const l = c.latency;
-      return `  ${pad(c.name, 18)}${pad(c.arch, 7)}${pad(String(c.count), 11, true)}${pad(rate(c.count, before.get(key(c)), seconds), 9, true)}${pad(l ? formatNs(Number(l.sumNs)) : '-', 10, true)}${pad(formatNs(l && quantileNs(l.buckets, 0.5)), 9, true)}${pad(formatNs(l && quantileNs(l.buckets, 0.99)), 9, true)}`;
+      return `  ${pad(c.name, 18)}${pad(c.arch, 7)}${pad(String(c.count), 11, true)}${pad(rate(c.count, before.get(key(c)), seconds), 9, true)}${pad(l ? formatNs(Number(l.sumNs)) : '-', 10, true)}${pad(formatQuantile(l && quantileNs(l.buckets, 0.5)), 9, true)}${pad(formatQuantile(l && quantileNs(l.buckets, 0.99)), 9, true)}`;
     };
     lines.push('', ' top by count', head, ...s.syscalls.slice(0, TOP).map(row));
     const byTime = [...s.syscalls].filter((c) => c.latency && c.latency.sumNs > 0n).sort((a, b) => (a.latency!.sumNs > b.latency!.sumNs ? -1 : a.latency!.sumNs < b.latency!.sumNs ? 1 : 0));
