@@ -104,7 +104,8 @@ function appendLog(msg: string): void {
 /** Queues a final report; beyond MAX_OUTBOX the oldest are dropped (with a warning), so a dead collector cannot fill the host. */
 export function enqueueFinal(item: OutboxItem): void {
   ensureDir(outboxDir());
-  const name = `${Date.now().toString().padStart(15, '0')}-${process.pid}-${Math.random().toString(36).slice(2, 8)}.json`;
+  // The host's monotonic clock orders reports across processes, so "oldest" is well defined.
+  const name = `${process.hrtime.bigint().toString().padStart(20, '0')}-${process.pid}.json`;
   writeFileAtomic(join(outboxDir(), name), JSON.stringify(item), { mode: 0o600 });
   const queued = jsonFiles(outboxDir());
   const excess = queued.slice(0, Math.max(0, queued.length - MAX_OUTBOX));
@@ -150,6 +151,14 @@ export function ensureExporter(nat: Native): void {
   });
 }
 
+function originOf(url: string): string {
+  try {
+    return new URL(url).origin;
+  } catch {
+    return url;
+  }
+}
+
 class Exporter {
   private readonly lastSent = new Map<string, number>();
   private readonly busy = new Set<string>();
@@ -166,16 +175,17 @@ class Exporter {
     this.stopping = true;
   }
 
-  /** Sends one body; warns once when an endpoint starts failing and once when it is back. */
+  /** Sends one body; warns once when a collector (scheme, host and port) starts failing and once when it is back. */
   private async send(url: string, body: string, headers: Record<string, string>): Promise<boolean> {
     if (!url) return true; // no endpoint for this signal
+    const collector = originOf(url);
     try {
       await postOtlp(url, body, headers, POST_TIMEOUT_MS);
-      if (this.failing.delete(url)) this.log.warn(`hyperbox-runc: trace: OTLP export to ${url} works again`);
+      if (this.failing.delete(collector)) this.log.warn(`hyperbox-runc: trace: OTLP export to ${collector} works again`);
       return true;
     } catch (err) {
-      if (!this.failing.has(url)) this.log.warn(`hyperbox-runc: trace: OTLP export failed: ${reasonOf(err)}; retrying with backoff (containers are not affected)`);
-      this.failing.set(url, reasonOf(err));
+      if (!this.failing.has(collector)) this.log.warn(`hyperbox-runc: trace: OTLP export failed: ${reasonOf(err)}; retrying with backoff (containers are not affected)`);
+      this.failing.set(collector, reasonOf(err));
       return false;
     }
   }
@@ -206,7 +216,8 @@ class Exporter {
   private async deliver(path: string, item: OutboxItem, now: number): Promise<void> {
     const sent = item.sent ?? {};
     if (!sent.metrics) sent.metrics = await this.send(item.otlp.metrics, item.metrics, item.otlp.headers);
-    if (!sent.traces) sent.traces = await this.send(item.otlp.traces, item.traces, item.otlp.headers);
+    // A collector that just refused the metrics is not asked for the span in the same round.
+    if (!sent.traces && (sent.metrics || originOf(item.otlp.metrics) !== originOf(item.otlp.traces))) sent.traces = await this.send(item.otlp.traces, item.traces, item.otlp.headers);
     if (sent.metrics && sent.traces) {
       unlinkSync(path);
       return;
@@ -268,9 +279,13 @@ class Exporter {
   }
 }
 
-/** `hyperbox-runc trace daemon`: runs until there is nothing left to send (or SIGTERM). `backoffMs` is the first retry delay. */
-export async function runExporter(nat: Native, backoffMs = 1000): Promise<number> {
-  const log = new Logger({ log: undefined, logFormat: 'text', debug: false });
+/**
+ * `hyperbox-runc trace daemon`: runs until there is nothing left to send (or SIGTERM).
+ * Warnings go to stderr (the exporter log, when started on demand) unless `logFile` is given;
+ * `backoffMs` is the first retry delay.
+ */
+export async function runExporter(nat: Native, opts: { backoffMs?: number; logFile?: string } = {}): Promise<number> {
+  const log = new Logger({ log: opts.logFile, logFormat: 'text', debug: false });
   ensureDir(traceRunDir());
   const other = withLock(nat, lockFile(), () => {
     const pid = exporterPid();
@@ -282,7 +297,7 @@ export async function runExporter(nat: Native, backoffMs = 1000): Promise<number
     log.warn(`hyperbox-runc: trace: the exporter already runs as pid ${other}`);
     return 0;
   }
-  const exporter = new Exporter(nat, log, backoffMs);
+  const exporter = new Exporter(nat, log, opts.backoffMs ?? 1000);
   for (const sig of ['SIGTERM', 'SIGINT'] as const) process.on(sig, () => exporter.stop());
   return exporter.run();
 }
