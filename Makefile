@@ -39,8 +39,9 @@ build/runc_lookup.o: addon/src/runc_lookup.c addon/src/runc_lookup.h | build
 	$(CC) $(CFLAGS) -fPIC -c -o $@ $<
 # The recorder's BPF object is embedded in the addon through a bpftool skeleton:
 # nothing to find at run time. CO-RE against the kernel's BTF, so no vmlinux.h.
-# (The multiarch dir is where <asm/types.h> lives; -target bpf does not look there.)
-BPF_CFLAGS = -O2 -g -Wall -target bpf -D__TARGET_ARCH_x86 -I/usr/include/$(shell $(CC) -print-multiarch)
+# (The multiarch dir is where <asm/types.h> lives; -target bpf does not look there.
+# -mcpu=v3: the exec ring needs the value a fetch-and-add returns.)
+BPF_CFLAGS = -O2 -g -Wall -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -I/usr/include/$(shell $(CC) -print-multiarch)
 build/recorder.bpf.o: addon/bpf/recorder.bpf.c addon/bpf/recorder.h | build
 	$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
 build/recorder.skel.h: build/recorder.bpf.o

@@ -18,12 +18,14 @@
 #include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <seccomp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <memory>
@@ -280,9 +282,17 @@ bool U64Arg(const Napi::Value &v, uint64_t *out) {
 
 constexpr const char *kBpffs = "/sys/fs/bpf";
 constexpr const char *kDoctor = "; is BPF available (hyperbox-runc doctor)?";
+// Always there once loaded: a complete set.
 constexpr const char *kPinLink = "link";
+constexpr const char *kPinExecLink = "link_exec";
 constexpr const char *kPinMap = "tracked";
+constexpr const char *kPinLatency = "latency";
 constexpr const char *kPinSetFlags = "set_flags";
+constexpr const char *kPinExitProg = "sys_exit";
+constexpr const char *kPinIngress = "skb_ingress";
+constexpr const char *kPinEgress = "skb_egress";
+// Only while some entry has SYSCALLS: sys_exit would otherwise tax learn-only hosts.
+constexpr const char *kPinExitLink = "link_exit";
 
 // libbpf's first warning of the current operation: it names the real cause
 // (verifier, BTF) and must not go to stderr, which may be runc's caller's log.
@@ -307,6 +317,13 @@ std::string LibbpfReason(int err) {
 
 std::string CgroupText(uint64_t id) { return "cgroup " + std::to_string(id); }
 
+// Per-cgroup cgroup_skb links, pinned next to the object so untrack finds them.
+std::string NetPin(const std::string &dir, uint64_t cgid, bool egress) {
+  return dir + "/net-" + std::to_string(cgid) + (egress ? "-egress" : "-ingress");
+}
+
+bool IsLinkPin(const std::string &name) { return name.compare(0, 4, "link") == 0 || name.compare(0, 4, "net-") == 0; }
+
 // Pins only outlive this process on a real bpffs; /sys/fs/bpf is a plain sysfs
 // directory until someone mounts it, and nothing does at boot here.
 void EnsureBpffs() {
@@ -319,10 +336,11 @@ void EnsureBpffs() {
   }
 }
 
-// The three pins that make a usable recorder: the link keeps the program attached,
-// the map holds the counts, set_flags edits entries in place.
+// The pins that make a usable recorder: the links keep sys_enter and exec attached,
+// the maps hold the data, set_flags edits entries in place, and the sys_exit and
+// cgroup_skb programs wait to be attached on demand.
 struct Pins {
-  Fd link, map, set_flags;
+  Fd link, exec_link, map, latency, set_flags, exit_prog, ingress, egress;
 };
 
 enum class PinState { Absent, Partial, Complete };
@@ -341,35 +359,46 @@ bool DirHasEntries(const std::string &dir) {
   return any;
 }
 
+// An invalid Fd when nothing is pinned at path; anything but "not there" throws.
+Fd OpenPin(const std::string &path) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd >= 0) return Fd(fd);
+  int err = errno;
+  if (err == ENOENT || err == ENOTDIR) return Fd();
+  throw Failure{"cannot open the syscall recorder pinned at " + path + ": " + strerror(err), err};
+}
+
 // Opens whatever is pinned under dir; "not there" is a state, anything else throws.
 PinState OpenPins(const std::string &dir, Pins &p) {
   int present = 0;
   auto get = [&](const char *name, Fd &out) {
-    std::string path = dir + "/" + name;
-    int fd = bpf_obj_get(path.c_str());
-    if (fd >= 0) {
-      out = Fd(fd);
-      present++;
-      return;
-    }
-    int err = errno;
-    if (err == ENOENT || err == ENOTDIR) return;
-    throw Failure{"cannot open the syscall recorder pinned at " + path + ": " + strerror(err), err};
+    out = OpenPin(dir + "/" + name);
+    if (out.fd >= 0) present++;
   };
   get(kPinLink, p.link);
+  get(kPinExecLink, p.exec_link);
   get(kPinMap, p.map);
+  get(kPinLatency, p.latency);
   get(kPinSetFlags, p.set_flags);
-  if (present == 3) return PinState::Complete;
+  get(kPinExitProg, p.exit_prog);
+  get(kPinIngress, p.ingress);
+  get(kPinEgress, p.egress);
+  if (present == 8) return PinState::Complete;
   return present == 0 && !DirHasEntries(dir) ? PinState::Absent : PinState::Partial;
 }
 
-// Another hyperbox build may have pinned a map with a different entry layout.
-bool MapLayoutMatches(int fd) {
+bool HashLayoutIs(int fd, uint32_t key_size, uint32_t value_size) {
   struct bpf_map_info mi;
   memset(&mi, 0, sizeof mi);
   __u32 len = sizeof mi;
   if (bpf_obj_get_info_by_fd(fd, &mi, &len) != 0) return false;
-  return mi.type == BPF_MAP_TYPE_HASH && mi.key_size == sizeof(__u64) && mi.value_size == sizeof(struct recorder_entry);
+  return mi.type == BPF_MAP_TYPE_HASH && mi.key_size == key_size && mi.value_size == value_size;
+}
+
+// Another hyperbox build may have pinned a map with a different entry layout.
+bool MapLayoutMatches(int fd) { return HashLayoutIs(fd, sizeof(__u64), sizeof(struct recorder_entry)); }
+bool LatencyLayoutMatches(int fd) {
+  return HashLayoutIs(fd, sizeof(struct recorder_latency_key), sizeof(struct recorder_latency));
 }
 
 Failure LayoutMismatch(const std::string &dir) {
@@ -389,8 +418,31 @@ std::vector<uint64_t> TrackedIds(int map_fd) {
   return ids;
 }
 
-// Empties a pin dir. The link is detached first so the program stops running
-// even if some other process still holds a descriptor of it.
+std::vector<struct recorder_latency_key> LatencyKeys(int map_fd, uint64_t cgid) {
+  std::vector<struct recorder_latency_key> keys;
+  struct recorder_latency_key key, next;
+  const void *prev = nullptr;
+  size_t seen = 0;
+  while (seen++ < 4 * RECORDER_LATENCY_MAX && bpf_map_get_next_key(map_fd, prev, &next) == 0) {
+    if (next.cgroup_id == cgid) keys.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  return keys;
+}
+
+// Detaching first stops a program even while some other process still holds
+// a descriptor of its link; a cgroup link whose cgroup is gone is already defunct.
+void UnpinLink(const std::string &path) {
+  int fd = bpf_obj_get(path.c_str());
+  if (fd >= 0) {
+    bpf_link_detach(fd);
+    close(fd);
+  }
+  unlink(path.c_str());
+}
+
+// Empties a pin dir, links first.
 void RemovePins(const std::string &dir) {
   DIR *d = opendir(dir.c_str());
   if (!d) return;
@@ -398,19 +450,22 @@ void RemovePins(const std::string &dir) {
   while (struct dirent *e = readdir(d))
     if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0) names.push_back(e->d_name);
   closedir(d);
+  for (const std::string &name : names)
+    if (IsLinkPin(name)) UnpinLink(dir + "/" + name);
   for (const std::string &name : names) {
     std::string path = dir + "/" + name;
-    if (name == kPinLink) {
-      int fd = bpf_obj_get(path.c_str());
-      if (fd >= 0) {
-        bpf_link_detach(fd);
-        close(fd);
-      }
-    }
     if (unlink(path.c_str()) != 0 && errno == EISDIR) {
       RemovePins(path);
       rmdir(path.c_str());
     }
+  }
+}
+
+void RemoveAll(const std::string &dir) {
+  RemovePins(dir);
+  if (rmdir(dir.c_str()) != 0 && errno != ENOENT) {
+    int err = errno;
+    throw Failure{"cannot remove the syscall recorder's pin directory " + dir + ": " + strerror(err), err};
   }
 }
 
@@ -426,6 +481,17 @@ struct MemlockGuard {
   }
 };
 
+using LinkPtr = std::unique_ptr<struct bpf_link, int (*)(struct bpf_link *)>;
+
+LinkPtr Attach(struct bpf_program *prog, const char *what) {
+  LinkPtr link(bpf_program__attach(prog), bpf_link__destroy);
+  if (!link) {
+    int err = errno;
+    throw Failure{std::string("cannot attach the syscall recorder to the ") + what + " tracepoint: " + LibbpfReason(err) + kDoctor, err};
+  }
+  return link;
+}
+
 void LoadAndPin(const std::string &dir) {
   libbpf_note.clear();
   MemlockGuard memlock;
@@ -436,19 +502,22 @@ void LoadAndPin(const std::string &dir) {
   }
   int rc = recorder__load(skel.get());
   if (rc != 0) throw Failure{"cannot load the syscall recorder: " + LibbpfReason(-rc) + kDoctor, -rc};
-  std::unique_ptr<struct bpf_link, int (*)(struct bpf_link *)> link(bpf_program__attach(skel->progs.record_sys_enter), bpf_link__destroy);
-  if (!link) {
-    int err = errno;
-    throw Failure{"cannot attach the syscall recorder to the sys_enter tracepoint: " + LibbpfReason(err) + kDoctor, err};
-  }
+  LinkPtr link = Attach(skel->progs.record_sys_enter, "sys_enter");
+  LinkPtr exec_link = Attach(skel->progs.record_exec, "sched_process_exec");
   if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
     int err = errno;
     throw Failure{"cannot create the pin directory " + dir + ": " + strerror(err), err};
   }
-  // The link goes last: a pinned link is what marks a complete set.
-  rc = bpf_map__pin(skel->maps.tracked, (dir + "/" + kPinMap).c_str());
-  if (rc == 0) rc = bpf_program__pin(skel->progs.set_flags, (dir + "/" + kPinSetFlags).c_str());
-  if (rc == 0) rc = bpf_link__pin(link.get(), (dir + "/" + kPinLink).c_str());
+  // The sys_enter link goes last: a pinned link is what marks a complete set.
+  auto pin = [&](const char *name) { return dir + "/" + name; };
+  rc = bpf_map__pin(skel->maps.tracked, pin(kPinMap).c_str());
+  if (rc == 0) rc = bpf_map__pin(skel->maps.latency, pin(kPinLatency).c_str());
+  if (rc == 0) rc = bpf_program__pin(skel->progs.set_flags, pin(kPinSetFlags).c_str());
+  if (rc == 0) rc = bpf_program__pin(skel->progs.record_sys_exit, pin(kPinExitProg).c_str());
+  if (rc == 0) rc = bpf_program__pin(skel->progs.count_ingress, pin(kPinIngress).c_str());
+  if (rc == 0) rc = bpf_program__pin(skel->progs.count_egress, pin(kPinEgress).c_str());
+  if (rc == 0) rc = bpf_link__pin(exec_link.get(), pin(kPinExecLink).c_str());
+  if (rc == 0) rc = bpf_link__pin(link.get(), pin(kPinLink).c_str());
   if (rc != 0) {
     RemovePins(dir);
     throw Failure{"cannot pin the syscall recorder under " + dir + ": " + LibbpfReason(-rc) + kDoctor, -rc};
@@ -456,9 +525,33 @@ void LoadAndPin(const std::string &dir) {
   // Closing our descriptors now leaves the pins as the only references.
 }
 
+struct FlagsResult {
+  bool found;
+  uint32_t entry_flags, all_flags;
+};
+
+// set_flags in the kernel: the counts keep running while the flags change.
+FlagsResult RunSetFlags(const Pins &p, uint64_t cgid, uint32_t flags, uint32_t op) {
+  struct recorder_set_flags args;
+  memset(&args, 0, sizeof args);
+  args.cgroup_id = cgid;
+  args.flags = flags;
+  args.op = op;
+  struct bpf_test_run_opts opts;
+  memset(&opts, 0, sizeof opts);
+  opts.sz = sizeof opts;
+  opts.ctx_in = &args;
+  opts.ctx_size_in = sizeof args;
+  if (bpf_prog_test_run_opts(p.set_flags.fd, &opts) != 0) {
+    int err = errno;
+    throw Failure{"cannot change the flags of the tracked " + CgroupText(cgid) + ": " + strerror(err), err};
+  }
+  return FlagsResult{opts.retval == 0, args.entry_flags, args.all_flags};
+}
+
 void InsertEntry(const Pins &p, uint64_t cgid, uint32_t flags) {
   for (int attempt = 0; attempt < 2; attempt++) {
-    // 13 KiB: too big for the stack of a Node thread's comfort.
+    // 30 KiB: too big for the stack of a Node thread's comfort.
     std::unique_ptr<struct recorder_entry> entry(new recorder_entry());
     entry->flags = flags;
     if (bpf_map_update_elem(p.map.fd, &cgid, entry.get(), BPF_NOEXIST) == 0) return;
@@ -466,20 +559,56 @@ void InsertEntry(const Pins &p, uint64_t cgid, uint32_t flags) {
     if (err == E2BIG)
       throw Failure{"cannot track " + CgroupText(cgid) + ": the syscall recorder already tracks its maximum of " + std::to_string(RECORDER_MAX_TRACKED) + " cgroups", err};
     if (err != EEXIST) throw Failure{"cannot track " + CgroupText(cgid) + ": " + strerror(err), err};
-    // Already tracked: add the flags in the kernel, where the counts keep running.
-    struct recorder_set_flags args = {cgid, flags, 0};
-    struct bpf_test_run_opts opts;
-    memset(&opts, 0, sizeof opts);
-    opts.sz = sizeof opts;
-    opts.ctx_in = &args;
-    opts.ctx_size_in = sizeof args;
-    if (bpf_prog_test_run_opts(p.set_flags.fd, &opts) != 0) {
-      err = errno;
-      throw Failure{"cannot add flags to the tracked " + CgroupText(cgid) + ": " + strerror(err), err};
-    }
-    if (opts.retval == 0) return;
+    // Already tracked: add the flags in place.
+    if (RunSetFlags(p, cgid, flags, RECORDER_OP_OR).found) return;
   }
   throw Failure{"cannot track " + CgroupText(cgid) + ": its entry keeps disappearing", EAGAIN};
+}
+
+// sys_exit is attached from the pinned program, by whichever process first tracks SYSCALLS.
+void EnsureExitLink(const std::string &dir, const Pins &p) {
+  std::string path = dir + "/" + kPinExitLink;
+  if (OpenPin(path).fd >= 0) return;
+  int fd = bpf_raw_tracepoint_open(nullptr, p.exit_prog.fd);
+  if (fd < 0) {
+    int err = errno;
+    throw Failure{std::string("cannot attach the syscall recorder to the sys_exit tracepoint: ") + strerror(err) + kDoctor, err};
+  }
+  Fd link(fd);
+  if (bpf_obj_pin(link.fd, path.c_str()) != 0) {
+    int err = errno;
+    throw Failure{"cannot pin the syscall recorder's sys_exit link at " + path + ": " + strerror(err), err};
+  }
+}
+
+void UnpinNetLinks(const std::string &dir, uint64_t cgid) {
+  UnpinLink(NetPin(dir, cgid, false));
+  UnpinLink(NetPin(dir, cgid, true));
+}
+
+// An entry's latency records go with it; a later entry for a recycled id starts clean.
+void DeleteEntry(const std::string &dir, const Pins &p, uint64_t cgid) {
+  if (bpf_map_delete_elem(p.map.fd, &cgid) != 0 && errno != ENOENT) {
+    int err = errno;
+    throw Failure{"cannot stop tracking " + CgroupText(cgid) + ": " + strerror(err), err};
+  }
+  if (p.latency.fd >= 0 && LatencyLayoutMatches(p.latency.fd))
+    for (const auto &key : LatencyKeys(p.latency.fd, cgid)) bpf_map_delete_elem(p.latency.fd, &key);
+  UnpinNetLinks(dir, cgid);
+}
+
+// After a failed track: programs attached for nobody would tax every syscall on
+// the host. Best effort; the caller reports the first failure.
+void Settle(const std::string &dir, Pins &p) {
+  try {
+    if (TrackedIds(p.map.fd).empty()) {
+      p = Pins();
+      RemoveAll(dir);
+    } else if (!(RunSetFlags(p, 0, 0, RECORDER_OP_OR).all_flags & RECORDER_SYSCALLS)) {
+      UnpinLink(dir + "/" + kPinExitLink);
+    }
+  } catch (const Failure &) {
+  }
 }
 
 struct RecorderArgs {
@@ -512,8 +641,10 @@ Napi::Value RecorderTrack(const Napi::CallbackInfo &info) {
     EnsureBpffs();
     Pins p;
     PinState state = OpenPins(a.dir, p);
-    if (state == PinState::Complete && !MapLayoutMatches(p.map.fd)) {
-      if (!TrackedIds(p.map.fd).empty()) throw LayoutMismatch(a.dir);
+    // Another build's entries are left alone; without entries its object is just replaced.
+    bool foreign = (p.map.fd >= 0 && !MapLayoutMatches(p.map.fd)) || (p.latency.fd >= 0 && !LatencyLayoutMatches(p.latency.fd));
+    if (foreign) {
+      if (p.map.fd >= 0 && !TrackedIds(p.map.fd).empty()) throw LayoutMismatch(a.dir);
       state = PinState::Partial;
     }
     if (state != PinState::Complete) {
@@ -524,7 +655,14 @@ Napi::Value RecorderTrack(const Napi::CallbackInfo &info) {
       if (OpenPins(a.dir, p) != PinState::Complete)
         throw Failure{"the syscall recorder pinned under " + a.dir + " disappeared right after pinning", ENOENT};
     }
-    InsertEntry(p, a.cgid, flags);
+    try {
+      // Attached before the entry exists, so its first timed call has an exit.
+      if (flags & RECORDER_SYSCALLS) EnsureExitLink(a.dir, p);
+      InsertEntry(p, a.cgid, flags);
+    } catch (const Failure &) {
+      Settle(a.dir, p);
+      throw;
+    }
   } catch (const Failure &f) {
     return Throw(env, f);
   }
@@ -533,16 +671,29 @@ Napi::Value RecorderTrack(const Napi::CallbackInfo &info) {
 
 // The pinned map alone, for readers; an invalid Fd when nothing is pinned.
 Fd OpenTrackedMap(const std::string &dir) {
-  std::string path = dir + "/" + kPinMap;
-  int fd = bpf_obj_get(path.c_str());
-  if (fd < 0) {
-    int err = errno;
-    if (err == ENOENT || err == ENOTDIR) return Fd();
-    throw Failure{"cannot open the syscall recorder pinned at " + path + ": " + strerror(err), err};
-  }
-  Fd map(fd);
-  if (!MapLayoutMatches(map.fd)) throw LayoutMismatch(dir);
+  Fd map = OpenPin(dir + "/" + kPinMap);
+  if (map.fd >= 0 && !MapLayoutMatches(map.fd)) throw LayoutMismatch(dir);
   return map;
+}
+
+// The cgroup's entry, or null when it is not tracked.
+std::unique_ptr<struct recorder_entry> ReadEntry(int map_fd, uint64_t cgid) {
+  // A copy taken while the counters may still run: each u64 is read whole, which is
+  // all a snapshot needs (the caller reads after the container stopped).
+  std::unique_ptr<struct recorder_entry> e(new recorder_entry());
+  if (bpf_map_lookup_elem(map_fd, &cgid, e.get()) == 0) return e;
+  int err = errno;
+  if (err == ENOENT) return nullptr;
+  throw Failure{"cannot read what the syscall recorder holds for " + CgroupText(cgid) + ": " + strerror(err), err};
+}
+
+const char *AbiName(uint32_t abi) {
+  switch (abi) {
+    case RECORDER_ABI_NATIVE: return "x86_64";
+    case RECORDER_ABI_COMPAT: return "x86";
+    case RECORDER_ABI_X32: return "x32";
+  }
+  return nullptr;
 }
 
 void PushCounts(Napi::Env env, Napi::Array &out, const char *arch, const __u64 *counts, size_t n) {
@@ -556,7 +707,34 @@ void PushCounts(Napi::Env env, Napi::Array &out, const char *arch, const __u64 *
   }
 }
 
-// recorderRead(pinDir, cgroupId) -> { flags, armed, counts, overflow } | undefined
+// bpf_ktime_get_ns() is CLOCK_MONOTONIC; the wall clock is that plus the current offset.
+int64_t MonotonicToRealtime() {
+  struct timespec rt, mono;
+  clock_gettime(CLOCK_REALTIME, &rt);
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  return ((int64_t)rt.tv_sec - (int64_t)mono.tv_sec) * 1000000000LL + ((int64_t)rt.tv_nsec - (int64_t)mono.tv_nsec);
+}
+
+Napi::Object ExecLog(Napi::Env env, const struct recorder_entry &e) {
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("total", Napi::BigInt::New(env, (uint64_t)e.exec_total));
+  Napi::Array recent = Napi::Array::New(env);
+  int64_t offset = MonotonicToRealtime();
+  uint64_t n = e.exec_total < RECORDER_EXEC_RING ? e.exec_total : RECORDER_EXEC_RING;
+  for (uint64_t i = e.exec_total - n; i < e.exec_total; i++) {
+    const struct recorder_exec &x = e.execs[i % RECORDER_EXEC_RING];
+    Napi::Object ev = Napi::Object::New(env);
+    ev.Set("timeUnixNano", Napi::BigInt::New(env, (uint64_t)((int64_t)x.time_ns + offset)));
+    ev.Set("pid", Napi::Number::New(env, x.pid));
+    ev.Set("nsPid", Napi::Number::New(env, x.ns_pid));
+    ev.Set("filename", Napi::String::New(env, std::string(x.filename, strnlen(x.filename, sizeof x.filename))));
+    recent.Set(recent.Length(), ev);
+  }
+  out.Set("recent", recent);
+  return out;
+}
+
+// recorderRead(pinDir, cgroupId) -> { flags, armed, counts, overflow, net, execs, latencyDropped } | undefined
 Napi::Value RecorderRead(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   RecorderArgs a;
@@ -564,14 +742,8 @@ Napi::Value RecorderRead(const Napi::CallbackInfo &info) {
   try {
     Fd map = OpenTrackedMap(a.dir);
     if (map.fd < 0) return env.Undefined();
-    // A copy taken while the counters may still run: each u64 is read whole, which is
-    // all a snapshot needs (the caller reads after the container stopped).
-    std::unique_ptr<struct recorder_entry> e(new recorder_entry());
-    if (bpf_map_lookup_elem(map.fd, &a.cgid, e.get()) != 0) {
-      int err = errno;
-      if (err == ENOENT) return env.Undefined();
-      throw Failure{"cannot read the syscall counts of " + CgroupText(a.cgid) + ": " + strerror(err), err};
-    }
+    std::unique_ptr<struct recorder_entry> e = ReadEntry(map.fd, a.cgid);
+    if (!e) return env.Undefined();
     Napi::Object out = Napi::Object::New(env);
     out.Set("flags", Napi::Number::New(env, e->flags));
     out.Set("armed", Napi::Boolean::New(env, e->armed != 0));
@@ -581,38 +753,142 @@ Napi::Value RecorderRead(const Napi::CallbackInfo &info) {
     PushCounts(env, counts, "x32", e->x32, RECORDER_X32_MAX);
     out.Set("counts", counts);
     out.Set("overflow", Napi::BigInt::New(env, (uint64_t)e->overflow));
+    Napi::Object net = Napi::Object::New(env);
+    net.Set("rxBytes", Napi::BigInt::New(env, (uint64_t)e->rx_bytes));
+    net.Set("rxPackets", Napi::BigInt::New(env, (uint64_t)e->rx_packets));
+    net.Set("txBytes", Napi::BigInt::New(env, (uint64_t)e->tx_bytes));
+    net.Set("txPackets", Napi::BigInt::New(env, (uint64_t)e->tx_packets));
+    out.Set("net", net);
+    out.Set("execs", ExecLog(env, *e));
+    out.Set("latencyDropped", Napi::BigInt::New(env, (uint64_t)e->latency_dropped));
     return out;
   } catch (const Failure &f) {
     return Throw(env, f);
   }
 }
 
-// recorderUntrack(pinDir, cgroupId) -> cgroups still tracked; at 0 the program
-// is detached and the pin dir removed.
-Napi::Value RecorderUntrack(const Napi::CallbackInfo &info) {
+// recorderLatency(pinDir, cgroupId) -> [{ arch, nr, count, sumNs, buckets }], by ABI and number
+Napi::Value RecorderLatency(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   RecorderArgs a;
   if (!ParseRecorderArgs(info, true, &a)) return env.Undefined();
   try {
+    Napi::Array out = Napi::Array::New(env);
+    Fd map = OpenTrackedMap(a.dir);
+    if (map.fd < 0 || !ReadEntry(map.fd, a.cgid)) return out;
+    Fd lat = OpenPin(a.dir + "/" + kPinLatency);
+    if (lat.fd < 0) return out;
+    if (!LatencyLayoutMatches(lat.fd)) throw LayoutMismatch(a.dir);
+    std::vector<struct recorder_latency_key> keys = LatencyKeys(lat.fd, a.cgid);
+    std::sort(keys.begin(), keys.end(), [](const auto &x, const auto &y) { return x.syscall < y.syscall; });
+    for (const auto &key : keys) {
+      struct recorder_latency v;
+      if (bpf_map_lookup_elem(lat.fd, &key, &v) != 0) continue;  // swept meanwhile
+      const char *arch = AbiName(key.syscall >> 16);
+      if (!arch) continue;
+      Napi::Object l = Napi::Object::New(env);
+      l.Set("arch", arch);
+      l.Set("nr", Napi::Number::New(env, key.syscall & 0xffff));
+      l.Set("count", Napi::BigInt::New(env, (uint64_t)v.count));
+      l.Set("sumNs", Napi::BigInt::New(env, (uint64_t)v.sum_ns));
+      Napi::Array buckets = Napi::Array::New(env, RECORDER_LATENCY_BUCKETS);
+      for (uint32_t i = 0; i < RECORDER_LATENCY_BUCKETS; i++) buckets.Set(i, Napi::BigInt::New(env, (uint64_t)v.buckets[i]));
+      l.Set("buckets", buckets);
+      out.Set(out.Length(), l);
+    }
+    return out;
+  } catch (const Failure &f) {
+    return Throw(env, f);
+  }
+}
+
+// recorderNetAttach(pinDir, cgroupId, cgroupDir): links the cgroup_skb counters to
+// the tracked cgroup. Links are multi-attach: other programs on the cgroup stay.
+Napi::Value RecorderNetAttach(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  RecorderArgs a;
+  if (!ParseRecorderArgs(info, true, &a)) return env.Undefined();
+  if (!info[2].IsString()) {
+    Napi::TypeError::New(env, "cgroupDir must be a string").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string cgdir = info[2].As<Napi::String>().Utf8Value();
+  std::string what = "cannot count the network traffic of " + CgroupText(a.cgid);
+  try {
     Pins p;
-    PinState state = OpenPins(a.dir, p);
+    OpenPins(a.dir, p);
+    if (p.map.fd >= 0 && !MapLayoutMatches(p.map.fd)) throw LayoutMismatch(a.dir);
+    if (p.map.fd < 0 || !ReadEntry(p.map.fd, a.cgid)) throw Failure{what + ": it is not tracked by the syscall recorder under " + a.dir, ENOENT};
+    if (p.ingress.fd < 0 || p.egress.fd < 0)
+      throw Failure{what + ": the syscall recorder under " + a.dir + " has no cgroup_skb programs pinned", ENOENT};
+    Fd cg(open(cgdir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (cg.fd < 0) {
+      int err = errno;
+      throw Failure{what + ": cannot open " + cgdir + ": " + strerror(err), err};
+    }
+    struct statfs sf;
+    struct stat st;
+    if (fstatfs(cg.fd, &sf) != 0 || (unsigned long)sf.f_type != CGROUP2_SUPER_MAGIC || fstat(cg.fd, &st) != 0)
+      throw Failure{what + ": " + cgdir + " is not a cgroup v2 directory", ENOTDIR};
+    if ((uint64_t)st.st_ino != a.cgid)
+      throw Failure{what + ": " + cgdir + " is " + CgroupText((uint64_t)st.st_ino) + ", not that one", EINVAL};
+    for (bool egress : {false, true}) {
+      std::string path = NetPin(a.dir, a.cgid, egress);
+      if (OpenPin(path).fd >= 0) continue;  // attached already
+      int fd = bpf_link_create(egress ? p.egress.fd : p.ingress.fd, cg.fd, egress ? BPF_CGROUP_INET_EGRESS : BPF_CGROUP_INET_INGRESS, nullptr);
+      if (fd < 0) {
+        int err = errno;
+        throw Failure{what + ": cannot attach to " + cgdir + ": " + strerror(err), err};
+      }
+      Fd link(fd);
+      if (bpf_obj_pin(link.fd, path.c_str()) != 0) {
+        int err = errno;
+        throw Failure{what + ": cannot pin its link at " + path + ": " + strerror(err), err};
+      }
+    }
+  } catch (const Failure &f) {
+    return Throw(env, f);
+  }
+  return env.Undefined();
+}
+
+// recorderUntrack(pinDir, cgroupId, flags?) -> cgroups still tracked. Clears the
+// flags (all when omitted); an entry left without any is removed. At 0 every
+// program is detached and the pin dir removed.
+Napi::Value RecorderUntrack(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  RecorderArgs a;
+  if (!ParseRecorderArgs(info, true, &a)) return env.Undefined();
+  uint32_t flags = ~0u;
+  if (!info[2].IsUndefined()) {
+    if (!info[2].IsNumber()) {
+      Napi::TypeError::New(env, "flags must be a number").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    flags = info[2].As<Napi::Number>().Uint32Value();
+  }
+  try {
+    Pins p;
+    OpenPins(a.dir, p);
     size_t remaining = 0;
     if (p.map.fd >= 0) {
-      if (bpf_map_delete_elem(p.map.fd, &a.cgid) != 0 && errno != ENOENT) {
-        int err = errno;
-        throw Failure{"cannot stop tracking " + CgroupText(a.cgid) + ": " + strerror(err), err};
+      if (MapLayoutMatches(p.map.fd) && p.set_flags.fd >= 0) {
+        FlagsResult r = RunSetFlags(p, a.cgid, flags, RECORDER_OP_CLEAR);
+        if (!r.found || r.entry_flags == 0)
+          DeleteEntry(a.dir, p, a.cgid);
+        else if (!(r.entry_flags & RECORDER_NET))
+          UnpinNetLinks(a.dir, a.cgid);  // no longer counted: do not run per packet for nothing
+        if (!(r.all_flags & RECORDER_SYSCALLS)) UnpinLink(a.dir + "/" + kPinExitLink);
+      } else {
+        // Another build's map (or half a set): its entries can only be dropped whole.
+        DeleteEntry(a.dir, p, a.cgid);
       }
       remaining = TrackedIds(p.map.fd).size();
     }
     // The caller's flock makes "0 left" final: no track can slip in before the unpin.
     if (remaining == 0) {
-      if (p.link.fd >= 0) bpf_link_detach(p.link.fd);
       p = Pins();
-      if (state != PinState::Absent) RemovePins(a.dir);
-      if (rmdir(a.dir.c_str()) != 0 && errno != ENOENT) {
-        int err = errno;
-        throw Failure{"cannot remove the syscall recorder's pin directory " + a.dir + ": " + strerror(err), err};
-      }
+      RemoveAll(a.dir);
     }
     return Napi::Number::New(env, (double)remaining);
   } catch (const Failure &f) {
@@ -981,6 +1257,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("recorderTrack", Napi::Function::New(env, RecorderTrack));
   exports.Set("recorderRead", Napi::Function::New(env, RecorderRead));
   exports.Set("recorderUntrack", Napi::Function::New(env, RecorderUntrack));
+  exports.Set("recorderLatency", Napi::Function::New(env, RecorderLatency));
+  exports.Set("recorderNetAttach", Napi::Function::New(env, RecorderNetAttach));
   exports.Set("recorderTracked", Napi::Function::New(env, RecorderTracked));
   exports.Set("seccompResolve", Napi::Function::New(env, SeccompResolve));
   exports.Set("seccompNumber", Napi::Function::New(env, SeccompNumber));

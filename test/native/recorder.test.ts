@@ -19,6 +19,12 @@ const ADDON = resolve('build/hyperbox.node');
 const LEARN = 1;
 const GETPPID_X86_64 = 110;
 const GETPPID_I386 = 64;
+/** What a fresh entry holds besides its counts. */
+const NO_TELEMETRY = {
+  net: { rxBytes: 0n, rxPackets: 0n, txBytes: 0n, txPackets: 0n },
+  execs: { total: 0n, recent: [] },
+  latencyDropped: 0n,
+};
 
 /** Why this machine cannot run the recorder, or undefined when it can. */
 function missingBpf(): string | undefined {
@@ -87,10 +93,10 @@ t.test('recording: gated by prctl(PR_GET_PDEATHSIG), exact per ABI, only the tra
   t.same(nat.recorderTracked(PIN), [], 'no ids without a pin');
   nat.recorderTrack(PIN, id, LEARN);
   t.ok(existsSync(`${PIN}/link`) && existsSync(`${PIN}/tracked`), 'link and map pinned');
-  t.same(nat.recorderRead(PIN, id), { flags: LEARN, armed: false, counts: [], overflow: 0n }, 'a zeroed entry');
+  t.same(nat.recorderRead(PIN, id), { flags: LEARN, armed: false, counts: [], overflow: 0n, ...NO_TELEMETRY }, 'a zeroed entry');
 
   loop(bin, ['300', '--join', dir, '--before', '200']);
-  t.same(nat.recorderRead(PIN, id), { flags: LEARN, armed: false, counts: [], overflow: 0n }, 'nothing counted before the prctl');
+  t.same(nat.recorderRead(PIN, id), { flags: LEARN, armed: false, counts: [], overflow: 0n, ...NO_TELEMETRY }, 'nothing counted before the prctl');
 
   loop(bin, ['1000', '--join', dir, '--before', '500', '--arm', '--int80', '7']);
   const s = nat.recorderRead(PIN, id);
@@ -150,7 +156,7 @@ t.test('a half-pinned recorder is cleaned and loaded again', async (t) => {
   nat.recorderTrack(PIN, id, LEARN);
   const fresh = linkId();
   t.ok(fresh && fresh !== old, 'a new link');
-  t.same(nat.recorderRead(PIN, id), { flags: LEARN, armed: false, counts: [], overflow: 0n }, 'a fresh entry');
+  t.same(nat.recorderRead(PIN, id), { flags: LEARN, armed: false, counts: [], overflow: 0n, ...NO_TELEMETRY }, 'a fresh entry');
   t.equal(nat.recorderUntrack(PIN, id), 0, 'untracked');
   t.notOk(existsSync(PIN), 'and unpinned');
 });
