@@ -12,48 +12,22 @@
  * Prints markdown; `--readme` rewrites the README's bench:seccomp block.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { writeBundle } from '../../fixtures/busybox.js';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { buildCFixture } from '../../fixtures/cfixture.js';
 import { findRunc } from '../../fixtures/tools.js';
 import { allowedNames } from '../../src/features/seccomp/intersect.js';
 import { native } from '../../src/native/index.js';
 import { parseJson, type JsonObject } from '../../src/oci/json.js';
-import { DOCKER_DEFAULT_SYSCALLS, HTTP_PORT, installCWorkload, WORKLOADS, workloadBundle, type Workload } from '../helpers/seccomp.js';
+import { DOCKER_DEFAULT_SYSCALLS, WORKLOADS } from '../helpers/seccomp.js';
+import { benchBox, LAUNCHER, nsPerCall, REALISTIC_WORKLOADS, timeitMs } from './harness.js';
 import { median, replaceReadmeBlock } from './stats.js';
 
-const LAUNCHER = resolve('build/hyperbox-runc');
 const ROUNDS = Number(process.env.BENCH_SECCOMP_ROUNDS ?? 7);
 const LOOP_CALLS = Number(process.env.BENCH_SECCOMP_LOOP ?? 5_000_000);
 
-const top = mkdtempSync(join(tmpdir(), 'hbx-bench-seccomp-'));
-const root = join(top, 'root');
-const store = join(top, 'store');
-const env: Record<string, string> = {
-  PATH: '/usr/sbin:/usr/bin:/sbin:/bin',
-  HYPERBOX_STATE: join(top, 'hbstate'),
-  HYPERBOX_STORE: store,
-  HYPERBOX_BPF_PIN: `/sys/fs/bpf/hbx-bench-${process.pid}`,
-};
-let seq = 0;
-
-/** Runs a container to completion through the launcher; returns stdout and stderr, throws on failure. */
-function runContainer(bundle: string, flags: string[]): { stdout: string; stderr: string } {
-  const id = `hbx-bench-${process.pid}-${seq++}`;
-  const r = spawnSync(LAUNCHER, ['--root', root, 'run', ...flags, '--bundle', bundle, id], { env, encoding: 'utf8', timeout: 120_000 });
-  if (r.status !== 0) throw new Error(`run ${flags.join(' ')} failed (${r.status}): ${r.stderr.slice(-800)}`);
-  return { stdout: r.stdout, stderr: r.stderr };
-}
-
-async function bundleFor(name: string, w: Pick<Workload, 'args' | 'hostNetwork'>): Promise<string> {
-  const b = await writeBundle(join(top, name), workloadBundle(w));
-  await installCWorkload(b.rootfs);
-  copyFileSync(await buildCFixture('syscall_loop', ['-static']), join(b.rootfs, 'bin', 'syscall_loop'));
-  copyFileSync(await buildCFixture('timeit', ['-static']), join(b.rootfs, 'bin', 'timeit'));
-  return b.dir;
-}
+const box = benchBox('seccomp');
+const { root, store, env, runContainer, bundleFor } = box;
 
 /** Syscalls Podman's default profile (containers/common, Docker-derived) allows for any container, unconditionally. */
 function podmanDefaultAllowed(): number | undefined {
@@ -90,12 +64,6 @@ async function profileSizes(): Promise<string> {
 }
 
 /** ns per getppid from syscall_loop's output. */
-const nsPerCall = (text: string): number => {
-  const m = /([\d.]+)/.exec(text.trim());
-  if (!m) throw new Error(`syscall_loop printed ${JSON.stringify(text)}`);
-  return Number(m[1]);
-};
-
 async function recorderCost(): Promise<string> {
   const loop = await buildCFixture('syscall_loop', ['-static']);
   const bundle = await bundleFor('loop', { args: ['/bin/syscall_loop', String(LOOP_CALLS)] });
@@ -131,32 +99,15 @@ async function recorderCost(): Promise<string> {
 }
 
 async function workloadSlowdown(): Promise<string> {
-  const jobs: { name: string; w: Pick<Workload, 'args' | 'hostNetwork'> }[] = [
-    {
-      name: 'file copy (16 MiB x 8 copies, md5sum)',
-      w: { args: ['/bin/timeit', '/bin/sh', '-c', 'dd if=/dev/urandom of=/tmp/src bs=64k count=256 2>/dev/null; for i in 1 2 3 4 5 6 7 8; do cp /tmp/src /tmp/dst$i; done; cat /tmp/dst* | md5sum >/dev/null; rm /tmp/dst* /tmp/src'] },
-    },
-    {
-      name: 'loopback HTTP (busybox httpd, 200 wget of 64 KiB)',
-      w: {
-        hostNetwork: true,
-        args: [
-          '/bin/timeit', '/bin/sh', '-c',
-          `mkdir -p /tmp/www; dd if=/dev/urandom of=/tmp/www/f bs=64k count=1 2>/dev/null; httpd -f -p 127.0.0.1:${HTTP_PORT + 1} -h /tmp/www & p=$!; ` +
-            `until wget -q -O /dev/null http://127.0.0.1:${HTTP_PORT + 1}/f; do sleep 0.05; done; i=0; while [ $i -lt 200 ]; do wget -q -O /dev/null http://127.0.0.1:${HTTP_PORT + 1}/f; i=$((i+1)); done; kill $p`,
-        ],
-      },
-    },
-  ];
+  const jobs = REALISTIC_WORKLOADS;
   const rows: string[] = [];
   for (const [j, job] of jobs.entries()) {
     const bundle = await bundleFor(`job${j}`, job.w);
     const plain: number[] = [];
     const learning: number[] = [];
-    const us = (stderr: string) => Number(/timeit_us=(\d+)/.exec(stderr)?.[1] ?? NaN) / 1000;
     for (let i = 0; i < ROUNDS; i++) {
-      plain.push(us(runContainer(bundle, []).stderr));
-      learning.push(us(runContainer(bundle, ['--seccomp-learn', `bench-job${j}`]).stderr));
+      plain.push(timeitMs(runContainer(bundle, []).stderr));
+      learning.push(timeitMs(runContainer(bundle, ['--seccomp-learn', `bench-job${j}`]).stderr));
     }
     const a = median(plain);
     const b = median(learning);
@@ -190,7 +141,7 @@ export async function seccompBench(): Promise<string> {
     ].join('\n');
   } finally {
     spawnSync(findRunc()!, ['--root', root, 'delete', '-f', `hbx-bench-${process.pid}-sleeper`], { stdio: 'ignore' });
-    rmSync(top, { recursive: true, force: true });
+    box.cleanup();
   }
 }
 
