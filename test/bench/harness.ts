@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { writeBundle } from '../../fixtures/busybox.js';
 import { buildCFixture } from '../../fixtures/cfixture.js';
 import { HTTP_PORT, installCWorkload, workloadBundle, type Workload } from '../helpers/seccomp.js';
+import { median } from './stats.js';
 
 export const LAUNCHER = resolve('build/hyperbox-runc');
 
@@ -107,4 +108,68 @@ export const REALISTIC_WORKLOADS: { name: string; w: Pick<Workload, 'args' | 'ho
 /** Milliseconds from timeit's stderr line. */
 export function timeitMs(stderr: string): number {
   return Number(/timeit_us=(\d+)/.exec(stderr)?.[1] ?? NaN) / 1000;
+}
+
+/**
+ * ns per getppid() in a tight loop, interleaved rounds: a host process with nothing attached vs.
+ * while a container started with `sleeperFlags` runs (untracked), and a container without flags
+ * vs. with `loopFlags` (tracked). Returns the markdown table.
+ */
+export async function syscallCostTable(
+  box: BenchBox,
+  o: { rounds: number; loopCalls: number; sleeperFlags: string[]; loopFlags: string[]; columns: [string, string]; hostRow: string; ctrRow: string; hostTarget: string; ctrTarget: string },
+): Promise<string> {
+  const loop = await buildCFixture('syscall_loop', ['-static']);
+  const bundle = await box.bundleFor('loop', { args: ['/bin/syscall_loop', String(o.loopCalls)] });
+  const sleeper = await box.bundleFor('sleeper', { args: ['sleep', '600'] });
+  const host = () => {
+    const r = spawnSync(loop, [String(o.loopCalls)], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`syscall_loop failed: ${r.stderr}`);
+    return nsPerCall(r.stdout);
+  };
+  const results = { hostIdle: [] as number[], hostWith: [] as number[], ctrPlain: [] as number[], ctrWith: [] as number[] };
+  for (let i = 0; i < o.rounds; i++) {
+    results.hostIdle.push(host());
+    results.ctrPlain.push(nsPerCall(box.runContainer(bundle, []).stdout));
+    // The sleeper keeps the recorder attached while the host loop runs.
+    const id = box.startDetached(sleeper, o.sleeperFlags);
+    results.hostWith.push(host());
+    box.deleteForce(id);
+    results.ctrWith.push(nsPerCall(box.runContainer(bundle, o.loopFlags).stdout));
+  }
+  const m = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, median(v)])) as Record<keyof typeof results, number>;
+  const row = (what: string, base: number, with_: number, target: string) =>
+    `| ${what} | ${base.toFixed(1)} | ${with_.toFixed(1)} | ${(with_ - base).toFixed(1)} | ${(with_ / base).toFixed(2)}x | ${target} |`;
+  return [
+    `getppid() in a tight loop of ${o.loopCalls.toLocaleString('en-US')} calls, ns per call, median of ${o.rounds} interleaved rounds:`,
+    '',
+    `| process | ${o.columns[0]} | ${o.columns[1]} | added ns | ratio | target |`,
+    '|---|---|---|---|---|---|',
+    row(o.hostRow, m.hostIdle, m.hostWith, o.hostTarget),
+    row(o.ctrRow, m.ctrPlain, m.ctrWith, o.ctrTarget),
+  ].join('\n');
+}
+
+/** The realistic workloads without and with `flags(j)`, timed inside the container, interleaved. */
+export async function slowdownTable(box: BenchBox, rounds: number, flags: (job: number) => string[], columns: [string, string]): Promise<string> {
+  const rows: string[] = [];
+  for (const [j, job] of REALISTIC_WORKLOADS.entries()) {
+    const bundle = await box.bundleFor(`job${j}`, job.w);
+    const plain: number[] = [];
+    const with_: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      plain.push(timeitMs(box.runContainer(bundle, []).stderr));
+      with_.push(timeitMs(box.runContainer(bundle, flags(j)).stderr));
+    }
+    const a = median(plain);
+    const b = median(with_);
+    rows.push(`| ${job.name} | ${a.toFixed(1)} ms | ${b.toFixed(1)} ms | ${((b / a - 1) * 100).toFixed(1)}% |`);
+  }
+  return [
+    `Workload time measured inside the container (median of ${rounds} interleaved rounds):`,
+    '',
+    `| workload | ${columns[0]} | ${columns[1]} | slowdown (target < 2%) |`,
+    '|---|---|---|---|',
+    ...rows,
+  ].join('\n');
 }

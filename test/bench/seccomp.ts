@@ -11,23 +11,21 @@
  *     hooks are not counted.
  * Prints markdown; `--readme` rewrites the README's bench:seccomp block.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildCFixture } from '../../fixtures/cfixture.js';
 import { findRunc } from '../../fixtures/tools.js';
 import { allowedNames } from '../../src/features/seccomp/intersect.js';
 import { native } from '../../src/native/index.js';
 import { parseJson, type JsonObject } from '../../src/oci/json.js';
 import { DOCKER_DEFAULT_SYSCALLS, WORKLOADS } from '../helpers/seccomp.js';
-import { benchBox, LAUNCHER, nsPerCall, REALISTIC_WORKLOADS, timeitMs } from './harness.js';
-import { median, replaceReadmeBlock } from './stats.js';
+import { benchBox, slowdownTable, syscallCostTable } from './harness.js';
+import { benchMain, measuredLine } from './stats.js';
 
 const ROUNDS = Number(process.env.BENCH_SECCOMP_ROUNDS ?? 7);
 const LOOP_CALLS = Number(process.env.BENCH_SECCOMP_LOOP ?? 5_000_000);
 
 const box = benchBox('seccomp');
-const { root, store, env, runContainer, bundleFor } = box;
+const { store, runContainer, bundleFor } = box;
 
 /** Syscalls Podman's default profile (containers/common, Docker-derived) allows for any container, unconditionally. */
 function podmanDefaultAllowed(): number | undefined {
@@ -64,62 +62,22 @@ async function profileSizes(): Promise<string> {
 }
 
 /** ns per getppid from syscall_loop's output. */
-async function recorderCost(): Promise<string> {
-  const loop = await buildCFixture('syscall_loop', ['-static']);
-  const bundle = await bundleFor('loop', { args: ['/bin/syscall_loop', String(LOOP_CALLS)] });
-  const sleeperBundle = await bundleFor('sleeper', { args: ['sleep', '600'] });
-  const host = () => {
-    const r = spawnSync(loop, [String(LOOP_CALLS)], { encoding: 'utf8' });
-    if (r.status !== 0) throw new Error(`syscall_loop failed: ${r.stderr}`);
-    return nsPerCall(r.stdout);
-  };
-  const results = { hostIdle: [] as number[], hostUntracked: [] as number[], ctrPlain: [] as number[], ctrLearning: [] as number[] };
-  for (let i = 0; i < ROUNDS; i++) {
-    results.hostIdle.push(host());
-    results.ctrPlain.push(nsPerCall(runContainer(bundle, []).stdout));
-    // A learning container keeps the recorder attached while the host loop runs.
-    const sleeper = `hbx-bench-${process.pid}-sleeper`;
-    const c = spawnSync(LAUNCHER, ['--root', root, 'run', '-d', '--seccomp-learn', 'bench-sleeper', '--bundle', sleeperBundle, sleeper], { env, stdio: 'ignore' });
-    if (c.status !== 0) throw new Error('starting the learning sleeper failed');
-    results.hostUntracked.push(host());
-    results.ctrLearning.push(nsPerCall(runContainer(bundle, ['--seccomp-learn', 'bench-loop']).stdout));
-    spawnSync(LAUNCHER, ['--root', root, 'delete', '-f', sleeper], { env, stdio: 'ignore' });
-  }
-  const m = Object.fromEntries(Object.entries(results).map(([k, v]) => [k, median(v)])) as Record<keyof typeof results, number>;
-  const row = (what: string, base: number, with_: number, target: string) =>
-    `| ${what} | ${base.toFixed(1)} | ${with_.toFixed(1)} | ${(with_ - base).toFixed(1)} | ${(with_ / base).toFixed(2)}x | ${target} |`;
-  return [
-    `getppid() in a tight loop of ${LOOP_CALLS.toLocaleString('en-US')} calls, ns per call, median of ${ROUNDS} interleaved rounds:`,
-    '',
-    '| process | without recorder | with recorder | added ns | ratio | target |',
-    '|---|---|---|---|---|---|',
-    row('host process, untracked (another container learning)', m.hostIdle, m.hostUntracked, '< 40 ns'),
-    row('container, learning (tracked)', m.ctrPlain, m.ctrLearning, ''),
-  ].join('\n');
+function recorderCost(): Promise<string> {
+  return syscallCostTable(box, {
+    rounds: ROUNDS,
+    loopCalls: LOOP_CALLS,
+    sleeperFlags: ['--seccomp-learn', 'bench-sleeper'],
+    loopFlags: ['--seccomp-learn', 'bench-loop'],
+    columns: ['without recorder', 'with recorder'],
+    hostRow: 'host process, untracked (another container learning)',
+    ctrRow: 'container, learning (tracked)',
+    hostTarget: '< 40 ns',
+    ctrTarget: '',
+  });
 }
 
-async function workloadSlowdown(): Promise<string> {
-  const jobs = REALISTIC_WORKLOADS;
-  const rows: string[] = [];
-  for (const [j, job] of jobs.entries()) {
-    const bundle = await bundleFor(`job${j}`, job.w);
-    const plain: number[] = [];
-    const learning: number[] = [];
-    for (let i = 0; i < ROUNDS; i++) {
-      plain.push(timeitMs(runContainer(bundle, []).stderr));
-      learning.push(timeitMs(runContainer(bundle, ['--seccomp-learn', `bench-job${j}`]).stderr));
-    }
-    const a = median(plain);
-    const b = median(learning);
-    rows.push(`| ${job.name} | ${a.toFixed(1)} ms | ${b.toFixed(1)} ms | ${((b / a - 1) * 100).toFixed(1)}% |`);
-  }
-  return [
-    `Workload time measured inside the container (median of ${ROUNDS} interleaved rounds):`,
-    '',
-    '| workload | not learning | learning | slowdown (target < 2%) |',
-    '|---|---|---|---|',
-    ...rows,
-  ].join('\n');
+function workloadSlowdown(): Promise<string> {
+  return slowdownTable(box, ROUNDS, (j) => ['--seccomp-learn', `bench-job${j}`], ['not learning', 'learning']);
 }
 
 export async function seccompBench(): Promise<string> {
@@ -129,7 +87,7 @@ export async function seccompBench(): Promise<string> {
     const cost = await recorderCost();
     const slowdown = await workloadSlowdown();
     return [
-      `Measured with \`make bench\` (test/bench/seccomp.ts) on ${new Date().toISOString().slice(0, 10)}, kernel ${readFileSync('/proc/sys/kernel/osrelease', 'utf8').trim()}.`,
+      measuredLine('test/bench/seccomp.ts'),
       '',
       'Learned profile per test workload (Docker\'s default allows 309 syscalls on x86_64; target: at least 80% fewer, under 60 for the busybox-shell workloads):',
       '',
@@ -140,13 +98,8 @@ export async function seccompBench(): Promise<string> {
       slowdown,
     ].join('\n');
   } finally {
-    spawnSync(findRunc()!, ['--root', root, 'delete', '-f', `hbx-bench-${process.pid}-sleeper`], { stdio: 'ignore' });
     box.cleanup();
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
-  const text = await seccompBench();
-  process.stdout.write(text + '\n');
-  if (process.argv.includes('--readme')) writeFileSync('README.md', replaceReadmeBlock(readFileSync('README.md', 'utf8'), 'seccomp', text));
-}
+await benchMain(import.meta.url, 'seccomp', seccompBench);

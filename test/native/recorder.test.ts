@@ -3,18 +3,16 @@
  * tasks left alone, one object shared by separate processes, and nothing left attached or pinned
  * once the last cgroup is untracked.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmdirSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { buildCFixture } from '../../fixtures/cfixture.js';
 import { TEMP_PREFIX } from '../../fixtures/tmp.js';
 import { native, type RecorderSnapshot } from '../../src/native/index.js';
-import { requireRoot, skipOrFail } from '../helpers/runtime.js';
+import { bpfSandbox } from '../helpers/bpf.js';
 
-const PIN = `/sys/fs/bpf/hyperbox-test-${process.pid}`;
-const CG_ROOT = '/sys/fs/cgroup/unified';
 const ADDON = resolve('build/hyperbox.node');
 const LEARN = 1;
 const GETPPID_X86_64 = 110;
@@ -27,41 +25,9 @@ const NO_TELEMETRY = {
 };
 
 /** Why this machine cannot run the recorder, or undefined when it can. */
-function missingBpf(): string | undefined {
-  if (!existsSync('/sys/kernel/btf/vmlinux')) return 'the kernel has no BTF (/sys/kernel/btf/vmlinux)';
-  if (!existsSync('/proc/sys/net/core/bpf_jit_enable')) return 'the kernel has no BPF syscall';
-  if (!existsSync(`${CG_ROOT}/cgroup.procs`)) return `no cgroup2 mount at ${CG_ROOT}`;
-  return undefined;
-}
-
-function ready(t: Test): boolean {
-  if (!requireRoot(t)) return false;
-  const missing = missingBpf();
-  if (missing) {
-    skipOrFail(t, missing);
-    return false;
-  }
-  return true;
-}
-
-const cgroups: string[] = [];
-function makeCgroup(tag: string): { dir: string; id: bigint } {
-  const dir = `${CG_ROOT}/hyperbox-test-${process.pid}-${tag}`;
-  mkdirSync(dir);
-  cgroups.push(dir);
-  return { dir, id: statSync(dir, { bigint: true }).ino };
-}
-
-t.teardown(() => {
-  const nat = native();
-  try {
-    for (const id of nat.recorderTracked(PIN)) nat.recorderUntrack(PIN, id);
-  } catch {
-    // Reported by the tests themselves; what follows still cleans up.
-  }
-  if (existsSync(PIN)) rmSync(PIN, { recursive: true, force: true });
-  for (const dir of cgroups) if (existsSync(dir)) rmdirSync(dir);
-});
+const sandbox = bpfSandbox(t, 'rec');
+const PIN = sandbox.pin;
+const { ready, makeCgroup } = sandbox;
 
 function loop(bin: string, args: string[]): number {
   const r = spawnSync(bin, args, { encoding: 'utf8' });

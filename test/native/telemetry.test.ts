@@ -3,56 +3,22 @@
  * only while someone times syscalls, untrack by flags, the exec log, cgroup_skb byte counters,
  * and nothing left attached or pinned once the last cgroup is untracked.
  */
-import t, { type Test } from 'tap';
+import t from 'tap';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, rmdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmdirSync } from 'node:fs';
 import { createServer, type AddressInfo } from 'node:net';
 import { buildCFixture } from '../../fixtures/cfixture.js';
 import { native, RECORDER_FLAGS, type RecorderSnapshot, type SyscallLatency } from '../../src/native/index.js';
-import { requireRoot, skipOrFail } from '../helpers/runtime.js';
+import { bpfSandbox } from '../helpers/bpf.js';
 
-const PIN = `/sys/fs/bpf/hyperbox-test-tel-${process.pid}`;
-const CG_ROOT = '/sys/fs/cgroup/unified';
 const { learn: LEARN, syscalls: SYSCALLS, net: NET, exec: EXEC } = RECORDER_FLAGS;
 const GETPPID = 110;
 const NANOSLEEP = 35;
 const MS = 1_000_000;
 
-function missingBpf(): string | undefined {
-  if (!existsSync('/sys/kernel/btf/vmlinux')) return 'the kernel has no BTF (/sys/kernel/btf/vmlinux)';
-  if (!existsSync('/proc/sys/net/core/bpf_jit_enable')) return 'the kernel has no BPF syscall';
-  if (!existsSync(`${CG_ROOT}/cgroup.procs`)) return `no cgroup2 mount at ${CG_ROOT}`;
-  return undefined;
-}
-
-function ready(t: Test): boolean {
-  if (!requireRoot(t)) return false;
-  const missing = missingBpf();
-  if (missing) {
-    skipOrFail(t, missing);
-    return false;
-  }
-  return true;
-}
-
-const cgroups: string[] = [];
-function makeCgroup(tag: string, parent = CG_ROOT): { dir: string; id: bigint } {
-  const dir = parent === CG_ROOT ? `${CG_ROOT}/hyperbox-test-tel-${process.pid}-${tag}` : `${parent}/${tag}`;
-  mkdirSync(dir);
-  cgroups.push(dir);
-  return { dir, id: statSync(dir, { bigint: true }).ino };
-}
-
-t.teardown(() => {
-  const nat = native();
-  try {
-    for (const id of nat.recorderTracked(PIN)) nat.recorderUntrack(PIN, id);
-  } catch {
-    // Reported by the tests themselves; what follows still cleans up.
-  }
-  if (existsSync(PIN)) rmSync(PIN, { recursive: true, force: true });
-  for (const dir of [...cgroups].reverse()) if (existsSync(dir)) rmdirSync(dir);
-});
+const sandbox = bpfSandbox(t, 'tel');
+const PIN = sandbox.pin;
+const { ready, makeCgroup } = sandbox;
 
 function fixture(): Promise<string> {
   return buildCFixture('telemetry');
