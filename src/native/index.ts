@@ -37,7 +37,7 @@ export interface ExecEvent {
   filename: string;
 }
 
-/** Number of latency buckets per syscall: see latencyBucketBounds in src/features/trace. */
+/** Number of latency buckets per syscall (their edges: bucketRange in src/features/trace/sample.ts). */
 export const LATENCY_BUCKETS = 64;
 
 /**

@@ -134,3 +134,16 @@ export function listContainerStateDirs(): string[] {
 export function removeContainerState(dir: string): void {
   rmSync(dir, { recursive: true, force: true });
 }
+
+/** A feature's own record in a container state dir (what one hook leaves for the next); undefined when absent or unreadable. */
+export function readFeatureState<T>(stateDir: string, file: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(join(stateDir, file), 'utf8')) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+export function writeFeatureState(stateDir: string, file: string, value: unknown): void {
+  writeFileAtomic(join(stateDir, file), JSON.stringify(value), { mode: 0o600 });
+}

@@ -4,9 +4,7 @@
  * profile. Loaded only by a container that learns.
  */
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
 import { release } from 'node:os';
-import { join } from 'node:path';
 import type { ProfileMeta } from '../../../config-schema/seccomp-profile.js';
 import { HyperboxError } from '../../errors.js';
 import { containerCgroup2 } from '../../kernel/cgroup.js';
@@ -15,6 +13,7 @@ import { TRACK_LEARN, trackCgroup, untrackCgroup } from '../../kernel/recorder.j
 import type { Native } from '../../native/index.js';
 import { launcherPath } from '../../oci/hooks.js';
 import { isJsonObject, type JsonObject } from '../../oci/json.js';
+import { readFeatureState, writeFeatureState } from '../../oci/state.js';
 import { profileExists, readProfile, withStoreLock, writeProfile } from '../../store/profiles.js';
 import type { HookContext } from '../types.js';
 import type { SeccompOptions } from './index.js';
@@ -27,17 +26,8 @@ interface LearnState {
 }
 const LEARN_STATE = 'seccomp-learn.json';
 
-function readLearnState(stateDir: string): LearnState | undefined {
-  try {
-    return JSON.parse(readFileSync(join(stateDir, LEARN_STATE), 'utf8')) as LearnState;
-  } catch {
-    return undefined;
-  }
-}
-
-function writeLearnState(stateDir: string, learn: LearnState): void {
-  writeFileSync(join(stateDir, LEARN_STATE), JSON.stringify(learn), { mode: 0o600 });
-}
+const readLearnState = (stateDir: string) => readFeatureState<LearnState>(stateDir, LEARN_STATE);
+const writeLearnState = (stateDir: string, learn: LearnState) => writeFeatureState(stateDir, LEARN_STATE, learn);
 
 /** modify for learn: fails before runc runs, not in a hook, when the kernel cannot record; keeps the workload command for the provenance. */
 export function prepareLearning(spec: JsonObject, stateDir: string): void {

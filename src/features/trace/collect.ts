@@ -5,13 +5,12 @@
  * the final OTLP to the exporter. Neither ever fails the container: what
  * cannot be traced is said once, in a warning.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
 import { reasonOf } from '../../errors.js';
 import { containerCgroup2 } from '../../kernel/cgroup.js';
 import { netAttach, recorderPinDir, trackCgroup, untrackCgroup } from '../../kernel/recorder.js';
 import { RECORDER_FLAGS, type Native } from '../../native/index.js';
+import { readFeatureState, writeFeatureState } from '../../oci/state.js';
 import type { HookContext } from '../types.js';
 import { enqueueFinal, ensureExporter, registerExport, unregisterExport } from './exporter.js';
 import type { TraceKind, TraceOptions } from './index.js';
@@ -20,18 +19,11 @@ import { nowUnixNano, summarize, takeSample, type TracedContainer } from './samp
 import { writeSummary } from './store.js';
 
 /** What createRuntime leaves for poststop (and for `trace ID`) in the container's state dir. */
-export interface TraceState extends TracedContainer {
-  cgroupDir: string;
-  flags: number;
-}
-export const TRACE_STATE = 'trace.json';
+export type TraceState = TracedContainer;
+const TRACE_STATE = 'trace.json';
 
 export function readTraceState(stateDir: string): TraceState | undefined {
-  try {
-    return JSON.parse(readFileSync(join(stateDir, TRACE_STATE), 'utf8')) as TraceState;
-  } catch {
-    return undefined;
-  }
+  return readFeatureState<TraceState>(stateDir, TRACE_STATE);
 }
 
 /** The recorder flags a request needs. */
@@ -56,11 +48,11 @@ export function startTracing(nat: Native, ctx: HookContext<TraceOptions>): void 
     return untraced(err);
   }
   const what = ctx.options.what;
-  const state: TraceState = { containerId: id, cgroupId: cgroup.id.toString(), what, startUnixNano: nowUnixNano().toString(), cgroupDir: cgroup.dir, flags: flagsOf(what) };
+  const state: TraceState = { containerId: id, cgroupId: cgroup.id.toString(), what, startUnixNano: nowUnixNano().toString() };
   // Written before tracking: a poststop after a failure here must find what to untrack.
-  writeFileSync(join(ctx.stateDir, TRACE_STATE), JSON.stringify(state), { mode: 0o600 });
+  writeFeatureState(ctx.stateDir, TRACE_STATE, state);
   try {
-    trackCgroup(nat, cgroup.id, state.flags);
+    trackCgroup(nat, cgroup.id, flagsOf(what));
   } catch (err) {
     return untraced(err);
   }
@@ -90,11 +82,10 @@ export function finishTracing(nat: Native, ctx: HookContext<TraceOptions>): void
     sample = takeSample(nat, recorderPinDir(), state, true);
   } finally {
     unregisterExport(state.cgroupId);
-    untrackCgroup(nat, BigInt(state.cgroupId), state.flags);
+    untrackCgroup(nat, BigInt(state.cgroupId), flagsOf(state.what));
   }
   if (!sample) return; // tracking had failed at createRuntime, and said so then
   const host = hostname();
-  writeSummary(summarize(sample, host));
   if (ctx.options.otlp) {
     enqueueFinal({
       containerId: state.containerId,
@@ -104,4 +95,6 @@ export function finishTracing(nat: Native, ctx: HookContext<TraceOptions>): void
     });
     ensureExporter(nat);
   }
+  // Last: a store that cannot be written must not cost the collector its report.
+  writeSummary(summarize(sample, host));
 }
