@@ -38,6 +38,8 @@
 
 extern char **environ;
 
+void RegisterMount(Napi::Env env, Napi::Object exports);  // mount.cc
+
 namespace {
 
 Napi::Value ThrowErrno(Napi::Env env, const std::string &what, int err) {
@@ -1264,6 +1266,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("seccompNumber", Napi::Function::New(env, SeccompNumber));
   exports.Set("seccompNativeArch", Napi::Function::New(env, SeccompNativeArch));
   exports.Set("seccompCompile", Napi::Function::New(env, SeccompCompile));
+  RegisterMount(env, exports);
   libbpf_set_print(LibbpfPrint);
   return exports;
 }

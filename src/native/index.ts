@@ -108,6 +108,24 @@ export interface Native {
   seccompNativeArch(): string;
   /** Builds an OCI linux.seccomp (JSON text) with libseccomp as runc 1.1.5 would; throws one sentence on what it rejects. */
   seccompCompile(profileJson: string): { instructions: number };
+  /**
+   * Mounts the EROFS image file read-only (MS_RDONLY, nothing else) at target: file-backed when the
+   * kernel can (6.12+), else, or when forceLoop, through a loop device attached read-only with
+   * autoclear, so it detaches itself once unmounted. Returns that device ('/dev/loopN') or null.
+   * On failure nothing stays mounted or attached; throws with the errno.
+   */
+  mountErofs(image: string, target: string, forceLoop: boolean): string | null;
+  /** Mounts overlay at target (one lower layer); throws (errno EINVAL) on paths with ',', ':' or '\\'. */
+  mountOverlay(lower: string, upper: string, work: string, target: string): void;
+  /**
+   * umount2 (never following a symlink at target), lazily when detach; false when target is not
+   * a mount point or does not exist. Throws on anything else, EBUSY included (retry with detach).
+   */
+  unmount(target: string, detach: boolean): boolean;
+  /** The file attached to a loop device ('/dev/loopN'), or null when it is free. */
+  loopBackingFile(dev: string): string | null;
+  /** Detaches the loop device's file (LOOP_CLR_FD; at once, or after its last user closes it); a free device is fine. */
+  loopDetach(dev: string): void;
 }
 
 let loaded: Native | undefined;

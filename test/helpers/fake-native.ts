@@ -13,12 +13,22 @@ export interface ExecRecord {
   plan: Record<string, unknown> | undefined;
 }
 
+/** A mount primitive the CLI called, in call order. */
+export type MountRecord =
+  | { op: 'mountErofs'; image: string; target: string; forceLoop: boolean }
+  | { op: 'mountOverlay'; lower: string; upper: string; work: string; target: string }
+  | { op: 'unmount'; target: string; detach: boolean }
+  | { op: 'loopDetach'; dev: string };
+
 /** Thrown by the fake execRunc so the CLI unwinds like a failed exec would. */
 export class FakeExec extends Error {}
 
 export function fakeNative(opts: { configDir: string; bundle?: string }) {
   const execs: ExecRecord[] = [];
   const watchers: { launcher: string; runcState: string; stateDir: string; instance: string; env: string[] }[] = [];
+  const mounts: MountRecord[] = [];
+  // Targets the fake has "mounted", so unmount answers like the kernel would.
+  const mounted = new Set<string>();
   const nat: Native = {
     findRunc: () => '/fake/runc',
     configDir: () => opts.configDir,
@@ -47,6 +57,24 @@ export function fakeNative(opts: { configDir: string; bundle?: string }) {
     seccompNumber: () => undefined,
     seccompNativeArch: () => 'SCMP_ARCH_X86_64',
     seccompCompile: () => ({ instructions: 0 }),
+    // Mounts are recorded, never made: test/native/mount.test.ts exercises the kernel.
+    mountErofs(image, target, forceLoop) {
+      mounts.push({ op: 'mountErofs', image, target, forceLoop });
+      mounted.add(target);
+      return null;
+    },
+    mountOverlay(lower, upper, work, target) {
+      mounts.push({ op: 'mountOverlay', lower, upper, work, target });
+      mounted.add(target);
+    },
+    unmount(target, detach) {
+      mounts.push({ op: 'unmount', target, detach });
+      return mounted.delete(target);
+    },
+    loopBackingFile: () => null,
+    loopDetach(dev) {
+      mounts.push({ op: 'loopDetach', dev });
+    },
   };
-  return { nat, execs, watchers };
+  return { nat, execs, watchers, mounts };
 }
