@@ -4,8 +4,10 @@
  * runc then leaves no container, the restore watcher has `gc` put config.json
  * back; if anything fails before runc runs, it is put back here.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { isatty } from 'node:tty';
 import { policySchema, type Policy } from '../../config-schema/policy.js';
 import type { PlanRecord } from '../../config-schema/plan.js';
 import { HyperboxError, reasonOf } from '../errors.js';
@@ -15,7 +17,7 @@ import type { Native } from '../native/index.js';
 import { loadBundle, renderBundle, validateSpec, writeConfig } from '../oci/bundle.js';
 import { hyperboxEnvironment, injectHooks, launcherPath, type FeatureStage } from '../oci/hooks.js';
 import { isJsonObject, type JsonObject } from '../oci/json.js';
-import { claimState, containerStateDir, isValidContainerId, lockRoot, newInstance, runcStatePath, writeContainerState } from '../oci/state.js';
+import { claimState, containerStateDir, generatedBundlesDir, isValidContainerId, lockRoot, newInstance, rootKey, runcStatePath, writeContainerState } from '../oci/state.js';
 import { flagValue, argvForRunc, type ParsedArgv } from './grammar.js';
 import type { Logger } from './log.js';
 import { execRunc, runcPath } from './runtime.js';
@@ -56,26 +58,73 @@ function stringAnnotations(spec: JsonObject): Record<string, string> {
   return out;
 }
 
+/**
+ * runc's default spec in a bundle of hyperbox's own, for a request that brings
+ * its rootfs (`run --image X ID` with no config.json): a terminal only when runc
+ * can have one (a console socket, or a foreground run on a terminal).
+ */
+function generateBundle(runc: string, parsed: ParsedArgv, id: string): string {
+  const dir = join(generatedBundlesDir(), `${rootKey(resolve(parsed.globals.root))}-${id}-${newInstance()}`);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    execFileSync(runc, ['spec', '--bundle', dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const path = join(dir, 'config.json');
+    const spec = JSON.parse(readFileSync(path, 'utf8')) as JsonObject;
+    const consoleSocket = flagValue(parsed.flags, 'console-socket');
+    const detach = flagValue(parsed.flags, 'detach') === true;
+    const terminal = typeof consoleSocket === 'string' || (parsed.command === 'run' && !detach && isatty(0));
+    if (isJsonObject(spec.process)) spec.process.terminal = terminal;
+    if (isJsonObject(spec.root)) spec.root.readonly = false;
+    writeFileSync(path, JSON.stringify(spec, null, '\t'), { mode: 0o600 });
+    return dir;
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new HyperboxError('E_BUNDLE', `cannot write a default bundle with \`${runc} spec\`: ${reasonOf(err)}`, { cause: err });
+  }
+}
+
 /** Runs create or run; returns only by throwing (success is an exec into runc). */
 export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeature[], nat: Native, log: Logger): Promise<never> {
   const runc = runcPath(nat);
-  const passThrough = (): never => execRunc(nat, runc, argvForRunc(parsed));
+  let runcArgv = argvForRunc(parsed);
+  let generated: string | undefined;
+  const passThrough = (): never => {
+    if (generated) rmSync(generated, { recursive: true, force: true });
+    return execRunc(nat, runc, runcArgv);
+  };
   const id = parsed.positionals[0];
   // Anything runc itself will refuse (no id, a bad id, a flag it does not know) is runc's to report.
   const hasExtraFlags = parsed.flags.some((f) => f.extra);
   if (id === undefined || !isValidContainerId(id) || (parsed.unknown.length > 0 && !hasExtraFlags)) return passThrough();
 
   const bundleFlag = flagValue(parsed.flags, 'bundle');
-  const bundleDir = resolve(typeof bundleFlag === 'string' && bundleFlag ? bundleFlag : '.');
+  let bundleDir = resolve(typeof bundleFlag === 'string' && bundleFlag ? bundleFlag : '.');
   const policy = loadPolicy(nat.configDir());
   if (!existsSync(resolve(bundleDir, 'config.json')) && !hasExtraFlags) return passThrough();
-  const bundle = loadBundle(bundleDir);
   const fromFlags = flagAnnotations(parsed, features);
+  if (!existsSync(resolve(bundleDir, 'config.json')) && features.some((f) => f.makesBundle?.(fromFlags))) {
+    generated = generateBundle(runc, parsed, id);
+    bundleDir = generated;
+    runcArgv = [...runcArgv.slice(0, parsed.commandIndex + 1), '--bundle', generated, ...runcArgv.slice(parsed.commandIndex + 1)];
+  }
+  let bundle;
+  try {
+    bundle = loadBundle(bundleDir);
+  } catch (err) {
+    if (generated) rmSync(generated, { recursive: true, force: true });
+    throw err;
+  }
   const annotations = { ...(policy?.defaults ?? {}), ...stringAnnotations(bundle.spec), ...fromFlags };
   if (!asksHyperbox(annotations)) return passThrough();
 
   const command = parsed.command === 'run' ? 'run' : 'create';
-  const planned = planFeatures(features, { command, id, bundleDir, annotations, spec: bundle.spec });
+  let planned;
+  try {
+    planned = planFeatures(features, { command, id, bundleDir, annotations, fromFlags, spec: bundle.spec });
+  } catch (err) {
+    if (generated) rmSync(generated, { recursive: true, force: true });
+    throw err;
+  }
   if (planned.size === 0) return passThrough();
 
   const runcRoot = resolve(parsed.globals.root);
@@ -129,7 +178,7 @@ export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeat
     }
     nat.spawnRestoreWatcher(launcherPath(), runcStatePath(runcRoot, id), stateDir, record.instance, hyperboxEnvironment());
     log.debug(`hyperbox-runc: ${command} ${id} with ${[...planned.keys()].map((f) => f.name).join(', ')}`);
-    return execRunc(nat, runc, argvForRunc(parsed));
+    return execRunc(nat, runc, runcArgv);
   } catch (err) {
     if (wroteConfig) writeConfig(bundle, bundle.original);
     // The features' own release too: a modify may have attached something (a mount) before the failure.

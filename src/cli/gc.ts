@@ -13,6 +13,16 @@ import { releaseClaimed, releaseContainer } from './release.js';
  */
 export const GRACE_MS = 5 * 60_000;
 
+/**
+ * Whether the process that made this state may still be creating: the pid in
+ * its instance (the create's own pid, which becomes runc) still exists. A
+ * hyperbox-runc killed mid-create is gone, so its state need not wait out the grace.
+ */
+function creatorMayRun(plan: PlanRecord | undefined): boolean {
+  const pid = plan ? parseInt(plan.instance.split('-')[0] ?? '', 36) : NaN;
+  return !Number.isInteger(pid) || pid <= 0 || existsSync(`/proc/${pid}`);
+}
+
 function ageOf(dir: string, plan: PlanRecord | undefined): number {
   const since = plan ? Date.parse(plan.createdAt) : statSync(dir, { throwIfNoEntry: false })?.mtimeMs;
   return since === undefined || Number.isNaN(since) ? Infinity : Date.now() - since;
@@ -41,7 +51,7 @@ export async function gc(nat: Native, features: readonly AnyFeature[], log: Logg
     }
     if (plan && existsSync(runcStatePath(plan.runcRoot, plan.id))) continue;
     if (only?.instance && plan?.instance !== only.instance) continue;
-    if (!only && ageOf(dir, plan) < GRACE_MS) continue;
+    if (!only && ageOf(dir, plan) < GRACE_MS && creatorMayRun(plan)) continue;
     if (!(await releaseContainer(nat, dir, features, log, undefined, plan?.instance ?? null))) failed++;
     if (!only) writeSync(1, `released ${plan?.id ?? dir}${plan ? ` (runc root ${plan.runcRoot})` : ''}\n`);
   }

@@ -40,7 +40,11 @@ export async function main(argv: readonly string[], deps: MainDeps): Promise<num
       const { runOwnCommand } = await import('./commands.js');
       return await runOwnCommand(parsed, deps, log);
     }
-    // Everything else is runc's (spec included until a feature adds spec flags).
+    if (command === 'spec' && parsed.flags.some((f) => f.extra)) {
+      const { specCommand } = await import('./spec.js');
+      return await specCommand(parsed, deps.features, deps.native());
+    }
+    // Everything else is runc's.
     const { execRunc, runcPath } = await import('./runtime.js');
     const nat = deps.native();
     return execRunc(nat, runcPath(nat), argvForRunc(parsed));

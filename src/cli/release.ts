@@ -3,13 +3,13 @@
  * removed. Shared by the poststop hook, `gc`, and the restore watcher after a
  * failed create, so all three leave the host the same way.
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { OciState } from '../../config-schema/state.js';
 import { reasonOf } from '../errors.js';
 import type { AnyFeature } from '../features/types.js';
 import type { Native } from '../native/index.js';
-import { claimState, lockRoot, ORIGINAL_CONFIG, readPlan, removeContainerState, WRITTEN_CONFIG } from '../oci/state.js';
+import { claimState, generatedBundlesDir, lockRoot, ORIGINAL_CONFIG, readPlan, removeContainerState, WRITTEN_CONFIG } from '../oci/state.js';
 import { writeFileAtomic } from '../store/atomic.js';
 import type { Logger } from './log.js';
 
@@ -52,7 +52,11 @@ export async function releaseClaimed(claimed: string, features: readonly AnyFeat
     }
   }
   ok = restoreConfig(plan.configPath, claimed, log) && ok;
-  removeContainerState(claimed);
+  if (dirname(plan.bundle) === generatedBundlesDir()) rmSync(plan.bundle, { recursive: true, force: true });
+  if (!removeContainerState(claimed)) {
+    log.warn(`hyperbox-runc: ${claimed} still has mounts; left in place for \`hyperbox-runc gc\``);
+    return false;
+  }
   return ok;
 }
 

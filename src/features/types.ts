@@ -17,6 +17,8 @@ export interface PlanInput {
   bundleDir: string;
   /** Policy defaults, then config.json annotations, then CLI flags (later wins). */
   annotations: Readonly<Record<string, string>>;
+  /** The annotations that came from this command line's flags only: what a feature may take a path from. */
+  fromFlags: Readonly<Record<string, string>>;
   /** The caller's spec, read-only at planning time. */
   spec: Readonly<JsonObject>;
 }
@@ -60,6 +62,11 @@ export interface Feature<Options = unknown> {
   flags?: FeatureFlag[];
   /** Validated options when the request asks for this feature, else undefined; throws HyperboxError on bad input. */
   plan(input: PlanInput): Options | undefined;
+  /**
+   * True when this request can run without a config.json (`run --image X ID`):
+   * create/run then writes runc's default spec into a bundle of its own.
+   */
+  makesBundle?(fromFlags: Readonly<Record<string, string>>): boolean;
   /** Edits the spec in place before runc sees it. */
   modify?(spec: JsonObject, options: Options, ctx: ModifyContext): void | Promise<void>;
   /** Which hook stages this request needs (default: every stage in `hooks`); each one costs a Node start. poststop always runs. */

@@ -16,6 +16,11 @@ export function stateBase(): string {
   return process.env.HYPERBOX_STATE || '/run/hyperbox';
 }
 
+/** Where `run --image X ID` without a config.json gets a bundle; removed with the container. */
+export function generatedBundlesDir(): string {
+  return join(stateBase(), 'bundles');
+}
+
 /** runc's rule for container ids; anything else never becomes a path. */
 export function isValidContainerId(id: string): boolean {
   return /^[\w+.-]+$/.test(id) && id !== '.' && id !== '..';
@@ -122,7 +127,8 @@ export function listContainerStateDirs(): string[] {
   if (!existsSync(base)) return [];
   const dirs: string[] = [];
   for (const key of readdirSync(base, { withFileTypes: true })) {
-    if (!key.isDirectory()) continue;
+    // Root keys only (trace/ and bundles/ live beside them).
+    if (!key.isDirectory() || !/^[0-9a-f]{16}$/.test(key.name)) continue;
     for (const id of readdirSync(join(base, key.name), { withFileTypes: true })) {
       if (id.isDirectory()) dirs.push(join(base, key.name, id.name));
     }
@@ -131,8 +137,30 @@ export function listContainerStateDirs(): string[] {
 }
 
 /** Removes a (claimed) container state dir. The root-key dir stays: it is the lock. */
-export function removeContainerState(dir: string): void {
+export function removeContainerState(dir: string): boolean {
+  // Never recurse through a mount (a rootfs overlay whose unmount failed): its files are not state.
+  const mounted = mountsUnder(dir);
+  if (mounted.length) return false;
   rmSync(dir, { recursive: true, force: true });
+  return true;
+}
+
+/** Mount points at or below `dir`, from /proc/self/mountinfo (octal escapes decoded). */
+export function mountsUnder(dir: string): string[] {
+  let info: string;
+  try {
+    info = readFileSync('/proc/self/mountinfo', 'utf8');
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const line of info.split('\n')) {
+    const point = line.split(' ')[4];
+    if (!point) continue;
+    const path = point.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    if (path === dir || path.startsWith(dir + '/')) out.push(path);
+  }
+  return out;
 }
 
 /** A feature's own record in a container state dir (what one hook leaves for the next); undefined when absent or unreadable. */

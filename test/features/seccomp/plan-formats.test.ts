@@ -6,7 +6,7 @@ import type { Native } from '../../../src/native/index.js';
 import type { JsonObject } from '../../../src/oci/json.js';
 
 const feature = seccompFeature({ native: () => ({}) as Native });
-const input = (annotations: Record<string, string>): PlanInput => ({ command: 'run', id: 'c1', bundleDir: '/tmp', annotations, spec: {} });
+const input = (annotations: Record<string, string>): PlanInput => ({ command: 'run', id: 'c1', bundleDir: '/tmp', annotations, fromFlags: {}, spec: {} });
 
 t.test('plan: modes and names', async (t) => {
   t.equal(feature.plan(input({})), undefined, 'nothing asked, nothing planned');
