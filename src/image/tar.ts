@@ -100,11 +100,14 @@ export function parsePax(buf: Buffer, where: string, after?: string): Map<string
   return out;
 }
 
-/** Global records overridden by local ones; an empty value removes a key. */
+/**
+ * Global records overridden by local ones; an empty value removes a key,
+ * except an xattr's: GNU tar writes an xattr whose value is empty that way.
+ */
 function mergePax(global: Map<string, Buffer>, local: Map<string, Buffer> | undefined): Map<string, Buffer> {
   const out = new Map(global);
   for (const [k, v] of local ?? []) out.set(k, v);
-  for (const [k, v] of out) if (v.length === 0) out.delete(k);
+  for (const [k, v] of out) if (v.length === 0 && !/^(SCHILY|LIBARCHIVE)\.xattr\./.test(k)) out.delete(k);
   return out;
 }
 
