@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import { closeSync, createReadStream, existsSync, lstatSync, openSync, readdirSync, readFileSync, readlinkSync, readSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createGunzip } from 'node:zlib';
 import type { BigIntStats } from 'node:fs';
 import { execa } from 'execa';
 import tarStream from 'tar-stream';
@@ -32,12 +33,18 @@ function normaliseName(name: string): string {
   return parts.join('/');
 }
 
-/** The members of a tar, read with tar-stream (data skipped); PAX and GNU long names resolved. */
+/** The members of a (possibly gzip'd) tar, read with tar-stream (data skipped); PAX and GNU long names resolved. */
 async function listTar(path: string): Promise<TarMember[]> {
   const ex = tarStream.extract();
+  const magic = Buffer.alloc(2);
+  const fd = openSync(path, 'r');
+  readSync(fd, magic, 0, 2, 0);
+  closeSync(fd);
   const src = createReadStream(path, { highWaterMark: 1 << 20 });
-  src.on('error', (e) => ex.destroy(e));
-  src.pipe(ex);
+  const gz = magic[0] === 0x1f && magic[1] === 0x8b;
+  const input = gz ? src.pipe(createGunzip()) : src;
+  for (const s of gz ? [src, input] : [src]) s.on('error', (e: Error) => ex.destroy(e));
+  input.pipe(ex);
   const out: TarMember[] = [];
   for await (const entry of ex) {
     const h = entry.header;
