@@ -19,7 +19,8 @@ export const GRACE_MS = 5 * 60_000;
  * hyperbox-runc killed mid-create is gone, so its state need not wait out the grace.
  */
 function creatorMayRun(plan: PlanRecord | undefined): boolean {
-  const pid = plan ? parseInt(plan.instance.split('-')[0] ?? '', 36) : NaN;
+  const m = plan ? /^([0-9a-z]+)-[0-9a-z]+-[0-9a-z]+$/.exec(plan.instance) : null; // newInstance()'s shape
+  const pid = m ? parseInt(m[1]!, 36) : NaN;
   return !Number.isInteger(pid) || pid <= 0 || existsSync(`/proc/${pid}`);
 }
 

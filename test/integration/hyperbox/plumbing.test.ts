@@ -152,7 +152,7 @@ t.test('gc releases what a crashed create left, and keeps live containers', asyn
   const inflight = await s.h.bundle('inflight', { args: ['true'] });
   const inflightDir = join(liveDir, '..', 'inflight-one');
   mkdirSync(inflightDir);
-  writeFileSync(join(inflightDir, 'plan.json'), JSON.stringify({ version: 1, id: 'inflight-one', instance: 'x2', runcRoot: s.h.root, bundle: inflight.dir, configPath: inflight.configPath, createdAt: new Date().toISOString(), features: {} }));
+  writeFileSync(join(inflightDir, 'plan.json'), JSON.stringify({ version: 1, id: 'inflight-one', instance: `${process.pid.toString(36)}-x2-inflight`, runcRoot: s.h.root, bundle: inflight.dir, configPath: inflight.configPath, createdAt: new Date().toISOString(), features: {} }));
   const r = await s.h.exec(['gc'], { env: s.env });
   t.equal(r.exitCode, 0, describe(r));
   t.match(r.stdout, /released crashed-one/);
