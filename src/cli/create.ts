@@ -11,7 +11,7 @@ import { isatty } from 'node:tty';
 import { policySchema, type Policy } from '../../config-schema/policy.js';
 import type { PlanRecord } from '../../config-schema/plan.js';
 import { HyperboxError, reasonOf } from '../errors.js';
-import { asksHyperbox, ANNOTATION_PREFIX, planFeatures } from '../features/registry.js';
+import { asksHyperbox, ANNOTATION_PREFIX, flagAnnotations, planFeatures } from '../features/registry.js';
 import type { AnyFeature } from '../features/types.js';
 import type { Native } from '../native/index.js';
 import { loadBundle, renderBundle, validateSpec, writeConfig } from '../oci/bundle.js';
@@ -38,16 +38,6 @@ export function loadPolicy(configDir: string): Policy | undefined {
     throw new HyperboxError('E_POLICY', `${path}: ${issue.path.join('.') || '(top level)'}: ${issue.message}`);
   }
   return checked.data;
-}
-
-/** Annotations that the hyperbox flags on this command line stand for. */
-function flagAnnotations(parsed: ParsedArgv, features: readonly AnyFeature[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const use of parsed.flags.filter((f) => f.extra)) {
-    const flag = features.flatMap((f) => f.flags ?? []).find((fl) => fl.names[0] === use.name);
-    if (flag) Object.assign(out, flag.toAnnotations(use.value));
-  }
-  return out;
 }
 
 function stringAnnotations(spec: JsonObject): Record<string, string> {
@@ -101,7 +91,7 @@ export async function createOrRun(parsed: ParsedArgv, features: readonly AnyFeat
   let bundleDir = resolve(typeof bundleFlag === 'string' && bundleFlag ? bundleFlag : '.');
   const policy = loadPolicy(nat.configDir());
   if (!existsSync(resolve(bundleDir, 'config.json')) && !hasExtraFlags) return passThrough();
-  const fromFlags = flagAnnotations(parsed, features);
+  const fromFlags = flagAnnotations(parsed.flags, features);
   if (!existsSync(resolve(bundleDir, 'config.json')) && features.some((f) => f.makesBundle?.(fromFlags))) {
     generated = generateBundle(runc, parsed, id);
     bundleDir = generated;

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { HyperboxError, reasonOf } from '../errors.js';
+import { flagAnnotations } from '../features/registry.js';
 import type { AnyFeature } from '../features/types.js';
 import type { Native } from '../native/index.js';
 import { isJsonObject, type JsonObject } from '../oci/json.js';
@@ -22,11 +23,7 @@ export async function specCommand(parsed: ParsedArgv, features: readonly AnyFeat
 
   // The image first: a bad source leaves no config.json behind.
   const { SOURCE_KEY, ANNOTATION, absoluteSource } = await import('../features/rootfs/index.js');
-  const extra: Record<string, string> = {};
-  for (const use of parsed.flags.filter((f) => f.extra)) {
-    const flag = features.flatMap((f) => f.flags ?? []).find((fl) => fl.names[0] === use.name);
-    if (flag) Object.assign(extra, flag.toAnnotations(use.value));
-  }
+  const extra = flagAnnotations(parsed.flags, features);
   const annotations: Record<string, string> = { ...extra };
   let imageConfig;
   if (extra[SOURCE_KEY] !== undefined) {

@@ -1,5 +1,6 @@
 /** Turns one request (policy + annotations + flags) into each feature's validated options. */
 import { HyperboxError } from '../errors.js';
+import type { FlagUse } from '../cli/grammar.js';
 import type { AnyFeature, PlanInput } from './types.js';
 
 export const ANNOTATION_PREFIX = 'io.hyperbox.';
@@ -28,4 +29,14 @@ export function planFeatures(features: readonly AnyFeature[], input: PlanInput):
     if (options !== undefined) planned.set(feature, options);
   }
   return planned;
+}
+
+/** Annotations that the hyperbox flags on a command line stand for. */
+export function flagAnnotations(uses: readonly FlagUse[], features: readonly AnyFeature[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const use of uses.filter((f) => f.extra)) {
+    const flag = features.flatMap((f) => f.flags ?? []).find((fl) => fl.names[0] === use.name);
+    if (flag) Object.assign(out, flag.toAnnotations(use.value));
+  }
+  return out;
 }

@@ -3,15 +3,7 @@ import type { Command } from 'commander';
 import type { Native } from '../../native/index.js';
 import { reasonOf } from '../../errors.js';
 import { writeStderr } from '../../cli/log.js';
-import { formatTable, writeStdout } from '../../cli/output.js';
-
-function size(bytes: number): string {
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) [v, i] = [v / 1024, i + 1];
-  return `${i === 0 ? v : v.toFixed(1)} ${units[i]}`;
-}
+import { formatBytes, formatTable, writeStdout } from '../../cli/output.js';
 
 export function imageCommands(deps: { native: () => Native }): (program: Command, setCode: (code: number) => void) => void {
   return (program, setCode) => {
@@ -26,7 +18,7 @@ export function imageCommands(deps: { native: () => Native }): (program: Command
         const images = listImages();
         const mounted = mountedImages(deps.native());
         if (opts.json) return writeStdout(JSON.stringify(images.map((m) => ({ ...m, mounted: mounted.has(m.id) })), null, 2) + '\n');
-        const rows = images.map((m) => [m.id.slice(7, 19), m.names.join(',') || '<none>', size(m.bytes), String(m.inodes), m.createdAt.slice(0, 19).replace('T', ' '), mounted.has(m.id) ? 'yes' : '', `${m.source.kind} ${m.source.location}`]);
+        const rows = images.map((m) => [m.id.slice(7, 19), m.names.join(',') || '<none>', formatBytes(m.bytes), String(m.inodes), m.createdAt.slice(0, 19).replace('T', ' '), mounted.has(m.id) ? 'yes' : '', `${m.source.kind} ${m.source.location}`]);
         writeStdout(formatTable([['ID', 'NAMES', 'SIZE', 'FILES', 'CREATED', 'MOUNTED', 'SOURCE'], ...rows]));
       });
 
@@ -43,7 +35,7 @@ export function imageCommands(deps: { native: () => Native }): (program: Command
         const { meta, built } = await ensureImage(deps.native(), absoluteSource(source), opts.name ?? []);
         if (opts.json) return writeStdout(JSON.stringify({ ...meta, built }, null, 2) + '\n');
         const what = built ? `built in ${Date.now() - started} ms` : 'already in the cache';
-        writeStdout(`${meta.id} ${meta.names.join(',') || '<no name>'} (${size(meta.bytes)}, ${meta.inodes} files, ${what})\n`);
+        writeStdout(`${meta.id} ${meta.names.join(',') || '<no name>'} (${formatBytes(meta.bytes)}, ${meta.inodes} files, ${what})\n`);
         for (const w of meta.warnings ?? []) writeStderr(`hyperbox-runc: warning: ${w}\n`);
       });
 
@@ -72,7 +64,7 @@ export function imageCommands(deps: { native: () => Native }): (program: Command
         const { pruneImages } = await import('../../store/images.js');
         const r = pruneImages(deps.native(), Boolean(opts.all));
         for (const m of r.images) writeStdout(`removed ${m.id} ${m.names.join(',')}\n`);
-        writeStdout(`${r.images.length} image(s), ${size(r.bytes)} freed${r.partial ? `, ${r.partial} partial build(s) removed` : ''}\n`);
+        writeStdout(`${r.images.length} image(s), ${formatBytes(r.bytes)} freed${r.partial ? `, ${r.partial} partial build(s) removed` : ''}\n`);
       });
   };
 }

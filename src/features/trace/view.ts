@@ -1,4 +1,5 @@
 /** The terminal view of `hyperbox-runc trace ID`: a table of one reading, with rates against the one before. */
+import { formatBytes } from '../../cli/output.js';
 import type { SyscallStat, TraceSample } from './sample.js';
 import { bucketRange, quantileNs } from './sample.js';
 
@@ -12,18 +13,6 @@ export function formatNs(ns: number | undefined): string {
   if (ns < 1_000_000) return `${(ns / 1_000).toFixed(ns < 10_000 ? 1 : 0)}µs`;
   if (ns < 1_000_000_000) return `${(ns / 1_000_000).toFixed(ns < 10_000_000 ? 1 : 0)}ms`;
   return `${(ns / 1_000_000_000).toFixed(2)}s`;
-}
-
-export function formatBytes(n: number): string {
-  if (n < 1024) return `${n} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = n;
-  let u = -1;
-  while (v >= 1024 && u < units.length - 1) {
-    v /= 1024;
-    u++;
-  }
-  return `${v.toFixed(v < 10 ? 1 : 0)} ${units[u]}`;
 }
 
 function formatQuantile(ns: number | undefined): string {

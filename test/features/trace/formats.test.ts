@@ -9,7 +9,8 @@ import { parseInterval, planOptions, traceFeature } from '../../../src/features/
 import { EXPORT_BOUNDS_NS, exportBuckets, metricsRequest, tracesRequest } from '../../../src/features/trace/otlp.js';
 import { exposition } from '../../../src/features/trace/prometheus.js';
 import { bucketRange, quantileNs, summarize, type TraceSample } from '../../../src/features/trace/sample.js';
-import { formatBytes, formatNs, renderView } from '../../../src/features/trace/view.js';
+import { formatBytes } from '../../../src/cli/output.js';
+import { formatNs, renderView } from '../../../src/features/trace/view.js';
 import { LATENCY_BUCKETS } from '../../../src/native/index.js';
 
 /** The recorder's bucket for a duration, as addon/bpf/recorder.bpf.c computes it. */
