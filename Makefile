@@ -46,9 +46,9 @@ build/recorder.bpf.o: addon/bpf/recorder.bpf.c addon/bpf/recorder.h | build
 	$(CLANG) $(BPF_CFLAGS) -c -o $@ $<
 build/recorder.skel.h: build/recorder.bpf.o
 	$(BPFTOOL) gen skeleton $< name recorder > $@.tmp && mv $@.tmp $@
-build/hyperbox.node: addon/src/addon.cc addon/src/mount.cc build/runc_lookup.o build/recorder.skel.h addon/bpf/recorder.h | deps build
+build/hyperbox.node: addon/src/addon.cc addon/src/mount.cc addon/src/psi.cc build/runc_lookup.o build/recorder.skel.h addon/bpf/recorder.h | deps build
 	$(CXX) -O2 -Wall -shared -fPIC -std=c++17 -DNAPI_VERSION=8 -DNAPI_DISABLE_CPP_EXCEPTIONS \
-	  -I$(NODEDIR)/include/node -Inode_modules/node-addon-api -Ibuild -Iaddon/bpf -o $@ addon/src/addon.cc addon/src/mount.cc build/runc_lookup.o \
+	  -I$(NODEDIR)/include/node -Inode_modules/node-addon-api -Ibuild -Iaddon/bpf -o $@ addon/src/addon.cc addon/src/mount.cc addon/src/psi.cc build/runc_lookup.o \
 	  -lbpf -lseccomp
 
 install: all

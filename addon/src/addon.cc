@@ -39,6 +39,7 @@
 extern char **environ;
 
 void RegisterMount(Napi::Env env, Napi::Object exports);  // mount.cc
+void RegisterPsi(Napi::Env env, Napi::Object exports);    // psi.cc
 
 namespace {
 
@@ -1267,6 +1268,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("seccompNativeArch", Napi::Function::New(env, SeccompNativeArch));
   exports.Set("seccompCompile", Napi::Function::New(env, SeccompCompile));
   RegisterMount(env, exports);
+  RegisterPsi(env, exports);
   libbpf_set_print(LibbpfPrint);
   return exports;
 }

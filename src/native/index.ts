@@ -126,6 +126,23 @@ export interface Native {
   loopBackingFile(dev: string): string | null;
   /** Detaches the loop device's file (LOOP_CLR_FD; at once, or after its last user closes it); a free device is fine. */
   loopDetach(dev: string): void;
+  /**
+   * Opens a cgroup pressure file (memory.pressure, io.pressure) with a PSI trigger
+   * `some <stallUs> <windowUs>` on it and returns the descriptor (close-on-exec).
+   * Throws with the errno: EINVAL for a window the kernel refuses, EOPNOTSUPP without PSI.
+   */
+  psiTriggerOpen(path: string, stallUs: number, windowUs: number): number;
+  psiTriggerClose(fd: number): void;
+  /** Waits on a worker thread until a trigger fires (POLLPRI), a cgroup goes (POLLERR) or timeoutMs pass; [] on timeout. */
+  pollPressure(fds: number[], timeoutMs: number): Promise<PressureEvent[]>;
+  readonly POLLPRI: number;
+  readonly POLLERR: number;
+}
+
+/** A descriptor pollPressure found ready, with its revents. */
+export interface PressureEvent {
+  fd: number;
+  events: number;
 }
 
 let loaded: Native | undefined;

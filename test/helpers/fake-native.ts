@@ -75,6 +75,12 @@ export function fakeNative(opts: { configDir: string; bundle?: string }) {
     loopDetach(dev) {
       mounts.push({ op: 'loopDetach', dev });
     },
+    // PSI triggers are exercised for real in test/native/psi.test.ts.
+    psiTriggerOpen: () => -1,
+    psiTriggerClose() {},
+    pollPressure: async () => [],
+    POLLPRI: 2,
+    POLLERR: 8,
   };
   return { nat, execs, watchers, mounts };
 }

@@ -11,17 +11,15 @@
  * and the lifetime span) is retried with exponential backoff, then dropped.
  * One warning per endpoint outage goes to the exporter's log.
  */
-import { spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { Logger } from '../../cli/log.js';
 import { reasonOf } from '../../errors.js';
 import { recorderPinDir } from '../../kernel/recorder.js';
 import type { Native } from '../../native/index.js';
-import { launcherPath } from '../../oci/hooks.js';
+import { HostDaemon } from '../../oci/daemon.js';
 import { stateBase } from '../../oci/state.js';
 import { writeFileAtomic } from '../../store/atomic.js';
-import { withLock } from '../../store/lock.js';
 import type { OtlpEndpoints } from './endpoints.js';
 import { metricsRequest, postOtlp } from './otlp.js';
 import { takeSample, type TracedContainer } from './sample.js';
@@ -57,10 +55,9 @@ export function traceRunDir(): string {
 }
 const activeDir = () => join(traceRunDir(), 'active');
 const outboxDir = () => join(traceRunDir(), 'outbox');
-const pidFile = () => join(traceRunDir(), 'exporter.pid');
-const lockFile = () => join(traceRunDir(), 'exporter.lock');
+const exporterDaemon = () => new HostDaemon(traceRunDir(), 'trace', 'exporter');
 /** Where the exporter's warnings go. */
-export const exporterLog = () => join(traceRunDir(), 'exporter.log');
+export const exporterLog = () => exporterDaemon().logFile;
 
 function ensureDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -122,33 +119,12 @@ export function enqueueFinal(item: OutboxItem): void {
 
 /** The pid of the running exporter, if there is one. */
 export function exporterPid(): number | undefined {
-  const pid = Number(readJson<number>(pidFile()));
-  if (!Number.isInteger(pid) || pid <= 0) return undefined;
-  try {
-    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    const at = cmdline.indexOf('trace');
-    return at >= 0 && cmdline[at + 1] === 'daemon' ? pid : undefined;
-  } catch {
-    return undefined;
-  }
+  return exporterDaemon().pid();
 }
 
 /** Starts the exporter unless one runs. Under the exporter lock, which is also where a idle exporter decides to exit. */
 export function ensureExporter(nat: Native): void {
-  ensureDir(traceRunDir());
-  withLock(nat, lockFile(), () => {
-    if (exporterPid() !== undefined) return;
-    const out = openSync(exporterLog(), 'a', 0o600);
-    try {
-      // Its own session and the log for stdio: runc waits for the hook's pipes to close.
-      const child = spawn(launcherPath(), ['trace', 'daemon'], { detached: true, stdio: ['ignore', out, out], env: process.env });
-      child.unref();
-      if (child.pid === undefined) throw new Error(`cannot start ${launcherPath()} trace daemon`);
-      writeFileSync(pidFile(), String(child.pid), { mode: 0o600 });
-    } finally {
-      closeSync(out);
-    }
-  });
+  exporterDaemon().ensure(nat);
 }
 
 function originOf(url: string): string {
@@ -267,12 +243,7 @@ class Exporter {
       }
       if (this.stopping ? this.busy.size === 0 : this.idle()) {
         // Decided under the lock ensureExporter takes, so no registration is missed.
-        const done = withLock(this.nat, lockFile(), () => {
-          if (!this.stopping && !this.idle()) return false;
-          if (exporterPid() === process.pid) unlinkSync(pidFile());
-          return true;
-        });
-        if (done) return 0;
+        if (exporterDaemon().exitIfIdle(this.nat, () => this.stopping || this.idle())) return 0;
       }
       await new Promise((r) => setTimeout(r, TICK_MS));
     }
@@ -286,13 +257,7 @@ class Exporter {
  */
 export async function runExporter(nat: Native, opts: { backoffMs?: number; logFile?: string } = {}): Promise<number> {
   const log = new Logger({ log: opts.logFile, logFormat: 'text', debug: false });
-  ensureDir(traceRunDir());
-  const other = withLock(nat, lockFile(), () => {
-    const pid = exporterPid();
-    if (pid !== undefined && pid !== process.pid) return pid;
-    writeFileSync(pidFile(), String(process.pid), { mode: 0o600 });
-    return undefined;
-  });
+  const other = exporterDaemon().claim(nat);
   if (other !== undefined) {
     log.warn(`hyperbox-runc: trace: the exporter already runs as pid ${other}`);
     return 0;
@@ -308,7 +273,7 @@ export function exporterStatus(): { pid: number | undefined; active: number; que
   let since: string | undefined;
   if (pid !== undefined) {
     try {
-      since = statSync(pidFile()).mtime.toISOString();
+      since = statSync(exporterDaemon().pidFile).mtime.toISOString();
     } catch {
       // gone meanwhile
     }

@@ -113,7 +113,7 @@ t.test('a bad request is refused before runc runs: one line, exit 1, config.json
   const s = await setup(t, 'plumb-bad');
   if (!s) return;
   for (const [annotations, pattern] of [
-    [{ 'io.hyperbox.tset': 'x' }, /^time="[^"]+" level=error msg="hyperbox-runc: unknown annotation io\.hyperbox\.tset: hyperbox annotations are io\.hyperbox\.seccomp, io\.hyperbox\.trace, io\.hyperbox\.rootfs, io\.hyperbox\.test"\n$/],
+    [{ 'io.hyperbox.tset': 'x' }, /^time="[^"]+" level=error msg="hyperbox-runc: unknown annotation io\.hyperbox\.tset: hyperbox annotations are io\.hyperbox\.seccomp, io\.hyperbox\.trace, io\.hyperbox\.rootfs, io\.hyperbox\.tune, io\.hyperbox\.test"\n$/],
     [{ 'io.hyperbox.test': '../etc' }, /bad probe annotation: io\.hyperbox\.test must be lowercase letters, digits and dashes/],
   ] as const) {
     const b = await s.h.bundle(`b${Object.keys(annotations)[0]}`, { args: ['true'], annotations });
