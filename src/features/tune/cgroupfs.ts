@@ -16,7 +16,7 @@
  * cgroupfs tree, or writes that block or fail as the kernel's do.
  */
 import { promises as fsp, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { HyperboxError, reasonOf } from '../../errors.js';
 
 export type CgroupMode = 'v1' | 'v2';
@@ -27,6 +27,8 @@ export interface CgroupPaths {
   mode: CgroupMode;
   memoryDir: string;
   pressureDir: string;
+  /** The memory hierarchy's mount point: ancestors up to (not including) it are looked at for shared budgets. */
+  memoryRoot?: string;
 }
 
 export interface CgroupIo {
@@ -52,6 +54,8 @@ export interface MemoryReading {
   current: number;
   /** Page cache on the LRU lists (what reclaim can take without swap). */
   file: number;
+  /** The part of `file` on the inactive list. */
+  inactiveFile: number;
   /** current minus file: anon, shmem, kernel memory; with no swap, not reclaimable. */
   unreclaimable: number;
   /** Cumulative refaults (pages) and pages charged in (v1 only; refaults + cache growth otherwise). */
@@ -102,6 +106,8 @@ export interface ReclaimResult {
   reclaimed: number;
   /** 'short': the kernel could not reach the target (EBUSY / EAGAIN); the rest is not reclaimable now. */
   outcome: 'done' | 'short';
+  /** The container's charge afterwards. */
+  after: number;
 }
 
 /** A limit lowered and not yet put back: the journal entry that survives a crash. */
@@ -160,11 +166,48 @@ export class MemoryCgroup {
     return {
       current,
       file,
+      inactiveFile: get('inactive_file'),
       unreclaimable: Math.max(0, current - file),
       refaults,
       pagesIn: v1 ? get('pgpgin') : 0,
       limit: parseLimit(this.io.read(this.limitFile())),
     };
+  }
+
+  /**
+   * The ancestors whose own limit bounds this container (a shared budget),
+   * from the nearest up, stopping below the hierarchy's root.
+   */
+  budgetAncestors(): string[] {
+    const out: string[] = [];
+    const top = this.paths.memoryRoot;
+    if (top === undefined) return out;
+    let dir = this.paths.memoryDir;
+    for (;;) {
+      const parent = dirname(dir);
+      if (parent === dir || !parent.startsWith(top + '/')) break;
+      dir = parent;
+      try {
+        if (parseLimit(this.io.read(join(dir, this.paths.mode === 'v1' ? 'memory.limit_in_bytes' : 'memory.max'))) < NO_LIMIT) out.push(dir);
+      } catch {
+        break; // above the container's hierarchy
+      }
+    }
+    return out;
+  }
+
+  /** How often those budgets have been hit so far (v1 memory.failcnt, v2 memory.events max). */
+  budgetHits(ancestors: readonly string[]): number {
+    let n = 0;
+    for (const dir of ancestors) {
+      try {
+        if (this.paths.mode === 'v1') n += Number(this.io.read(join(dir, 'memory.failcnt')).trim()) || 0;
+        else n += parseStat(this.io.read(join(dir, 'memory.events'))).get('max') ?? 0;
+      } catch {
+        // gone: no longer a budget
+      }
+    }
+    return n;
   }
 
   readPressure(kind: 'memory' | 'io'): PressureReading {
@@ -178,7 +221,7 @@ export class MemoryCgroup {
    */
   async reclaimTo(target: number, journal: Journal): Promise<ReclaimResult> {
     const before = this.readMemory().current;
-    if (before <= target) return { reclaimed: 0, outcome: 'done' };
+    if (before <= target) return { reclaimed: 0, outcome: 'done', after: before };
     let outcome: ReclaimResult['outcome'] = 'done';
     if (this.actuator === 'reclaim') {
       try {
@@ -192,7 +235,7 @@ export class MemoryCgroup {
       outcome = await this.lowerThenRestore(path, pageAlign(target), journal);
     }
     const after = this.readMemory().current;
-    return { reclaimed: Math.max(0, before - after), outcome };
+    return { reclaimed: Math.max(0, before - after), outcome, after };
   }
 
   private async lowerThenRestore(path: string, lowered: number, journal: Journal): Promise<ReclaimResult['outcome']> {
@@ -266,6 +309,6 @@ export function cgroupsOfPid(pid: number, roots: { unified: string; memoryV1: st
   const v1 = lines.map((l) => l.split(':')).find((f) => f.length >= 3 && f[1]!.split(',').includes('memory'))?.slice(2).join(':');
   if (v2 === undefined || v2 === '/') throw new HyperboxError('E_CGROUP', `container process ${pid} has no cgroup v2 of its own, where its pressure (PSI) is read`);
   const pressureDir = join(roots.unified, v2);
-  if (v1 !== undefined) return { mode: 'v1', memoryDir: join(roots.memoryV1, v1), pressureDir };
-  return { mode: 'v2', memoryDir: pressureDir, pressureDir };
+  if (v1 !== undefined) return { mode: 'v1', memoryDir: join(roots.memoryV1, v1), pressureDir, memoryRoot: roots.memoryV1 };
+  return { mode: 'v2', memoryDir: pressureDir, pressureDir, memoryRoot: roots.unified };
 }

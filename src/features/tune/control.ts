@@ -8,6 +8,14 @@
  * square of the overshoot, ten times the probe's gain, so giving room back is
  * always much faster than taking it. A PSI trigger that fired counts as being
  * over the target at least by half.
+ *
+ * The law assumes the stall is the tuner's doing. It is not while a memory
+ * budget the container shares (an ancestor cgroup's limit) is full: then the
+ * kernel reclaims from every container under it whatever the tuner does, and
+ * backing off would only let a page-cache streamer keep the budget full. So
+ * while the budget is hit the tuner takes each container's inactive page
+ * cache, pages read once and not since, at once: the cold pages go before the
+ * kernel has to take anyone's hot ones.
  */
 
 export interface ControlConfig {
@@ -42,6 +50,10 @@ export interface ControlInput {
   min: number;
   /** min(tune.max, the caller's own limit, the host's memory). */
   ceiling: number;
+  /** A shared budget (an ancestor's limit) was hit during the period: the stall is not the tuner's. */
+  budgetHit?: boolean;
+  /** Page cache on the inactive list, bytes (what a full budget makes the tuner take). */
+  inactiveFile?: number;
 }
 
 export interface ControlStep {
@@ -65,6 +77,11 @@ export function controlStep(cfg: ControlConfig, input: ControlInput): ControlSte
     const limit = clamp(input.current);
     return { limit, floor, excess: excessOver(limit), action: 'start' };
   }
+  if (input.budgetHit) {
+    const limit = clamp(input.current - (input.inactiveFile ?? 0));
+    const excess = excessOver(limit);
+    return { limit, floor, excess, action: excess > 0 ? 'probe' : 'hold' };
+  }
   const ratio = input.stallUs / cfg.targetUs;
   if (ratio > 1 || input.triggered) {
     const over = Math.max(ratio, input.triggered ? 1.5 : 0);
@@ -80,12 +97,14 @@ export function controlStep(cfg: ControlConfig, input: ControlInput): ControlSte
 }
 
 /**
- * The stall that counts, µs per second: all of the memory stall, and of the
- * io stall the share that was refaults (pages read back that reclaim had
- * taken), which is what a too-low limit costs on a fast disk.
+ * The stall that counts, µs per second: all of the memory stall and, while
+ * it shows thrashing, the share of the io stall that was refaults (pages read
+ * back after reclaim took them). A streamer's refaults of pages it would not
+ * have kept anyway cost no memory stall, and its io stall is its own reading.
  */
 export function effectiveStall(memUs: number, ioUs: number, refaultPages: number, pagesIn: number): number {
-  if (refaultPages <= 0) return memUs;
+  if (refaultPages <= 0 || memUs <= 0) return memUs;
   const share = pagesIn > 0 ? Math.min(1, refaultPages / pagesIn) : 1;
-  return memUs + ioUs * share;
+  // Both count the same waits at times: never more than all of the time.
+  return Math.min(1e6, memUs + ioUs * share);
 }

@@ -3,7 +3,7 @@
  * appended as JSON lines by the tuner and read back by `tune history` and
  * `tune report`.
  */
-import { appendFileSync, mkdirSync, readFileSync, renameSync, statSync } from 'node:fs';
+import { appendFileSync, closeSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** What the tuner saw and did at one moment. */
@@ -93,4 +93,34 @@ export function readHistory(path: string): { header: HistoryHeader; samples: Tun
   const header = newer.header ?? older.header;
   if (!header) return undefined;
   return { header, samples: [...older.samples, ...newer.samples] };
+}
+
+/** The header alone (the file's first line), without reading the samples. */
+export function readHistoryHeader(path: string): HistoryHeader | undefined {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return undefined;
+  }
+  try {
+    const buf = Buffer.alloc(4096);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const line = buf.subarray(0, n).toString('utf8').split('\n')[0]!;
+    return (JSON.parse(line) as { header?: HistoryHeader }).header;
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function removeHistory(path: string): void {
+  for (const p of [path, path + '.1']) {
+    try {
+      unlinkSync(p);
+    } catch {
+      // absent
+    }
+  }
 }

@@ -14,7 +14,7 @@ import { reasonOf } from '../../errors.js';
 import type { Native } from '../../native/index.js';
 import { MemoryCgroup, NO_LIMIT, realIo, restore, type CgroupIo, type Lowered } from './cgroupfs.js';
 import { controlStep, DEFAULT_CONTROL, effectiveStall, type ControlConfig } from './control.js';
-import { appendSamples, type TuneSample } from './history.js';
+import { appendSamples, readHistoryHeader, removeHistory, type TuneSample } from './history.js';
 import {
   historyPath,
   pruneHistories,
@@ -53,7 +53,7 @@ const SYNC_MS = 250;
 /** At most this many reclaims at once (each may hold a libuv thread while the kernel reclaims). */
 const MAX_RECLAIMS = 2;
 /** A container that grows fast is stepped more often, down to this interval, ms. */
-const MIN_INTERVAL_MS = 100;
+const MIN_INTERVAL_MS = 50;
 /** Growth within one step, as a share of the limit, that counts as fast. */
 const FAST_GROWTH = 0.1;
 /** Steady samples are written to the history at most this often, ms. */
@@ -62,6 +62,7 @@ const HISTORY_EVERY_MS = 5000;
 interface Counters {
   at: number;
   current: number;
+  budgetHits: number;
   memUs: number;
   ioUs: number;
   refaults: number;
@@ -72,6 +73,8 @@ interface Tracked {
   key: string;
   reg: TuneRegistration;
   cg: MemoryCgroup;
+  /** Ancestor cgroups with a limit of their own: budgets shared with other containers. */
+  budgets: string[];
   state: TuneState;
   trigger?: number;
   last?: Counters;
@@ -79,6 +82,8 @@ interface Tracked {
   /** This container's interval now: shorter while it grows fast. */
   intervalMs: number;
   busy: boolean;
+  /** memory current right after the last reclaim: what growth is measured from. */
+  afterReclaim?: number;
   triggered: boolean;
   pending: TuneSample[];
   lastHistoryAt: number;
@@ -94,6 +99,8 @@ export class Tuner {
   private readonly io: CgroupIo;
   private readonly control: Omit<ControlConfig, 'targetUs'>;
   private reclaiming = 0;
+  /** Reclaims in flight: the loop wakes when one ends rather than at its next poll. */
+  private readonly inflight = new Set<Promise<void>>();
   private stopping = false;
   private nextSync = 0;
   private readonly warned = new Set<string>();
@@ -166,8 +173,12 @@ export class Tuner {
   private track(key: string, reg: TuneRegistration, now: number): void {
     const cg = new MemoryCgroup(reg, this.io, this.opts.holdMs);
     const old = readTunerState(key);
-    const state: TuneState = old && old.instance === reg.instance ? { ...old } : { instance: reg.instance, given: 0, updatedAt: Date.now() };
-    const t: Tracked = { key, reg, cg, state, due: now, intervalMs: this.opts.intervalMs, busy: false, triggered: false, pending: [], lastHistoryAt: 0, savedLimit: state.limit, savedGiven: state.given };
+    const resumed = old !== undefined && old.instance === reg.instance;
+    const state: TuneState = resumed ? { ...old } : { instance: reg.instance, given: 0, updatedAt: Date.now() };
+    // A new container with an old one's id starts a history of its own.
+    if (!resumed && readHistoryHeader(historyPath(key))?.startedAt !== reg.registeredAt) removeHistory(historyPath(key));
+    // A new container steps often at first: it may fill a shared budget within its first second.
+    const t: Tracked = { key, reg, cg, budgets: cg.budgetAncestors(), state, due: now, intervalMs: MIN_INTERVAL_MS, busy: false, triggered: false, pending: [], lastHistoryAt: 0, savedLimit: state.limit, savedGiven: state.given };
     const stallPerWindow = Math.max(1, Math.round((reg.targetUs * this.opts.windowUs) / 1e6));
     try {
       t.trigger = this.nat.psiTriggerOpen(`${reg.pressureDir}/memory.pressure`, stallPerWindow, this.opts.windowUs);
@@ -221,7 +232,7 @@ export class Tuner {
       this.warnOnce(`read:${t.key}`, `cannot read container ${t.reg.containerId}'s cgroup: ${reasonOf(err)}`);
       return;
     }
-    const counters: Counters = { at: now, current: mem.current, memUs: memP.totalUs, ioUs: ioP.totalUs, refaults: mem.refaults, pagesIn: mem.pagesIn };
+    const counters: Counters = { at: now, current: mem.current, budgetHits: t.cg.budgetHits(t.budgets), memUs: memP.totalUs, ioUs: ioP.totalUs, refaults: mem.refaults, pagesIn: mem.pagesIn };
     const last = t.last;
     t.last = counters;
     let memUs = 0;
@@ -232,16 +243,31 @@ export class Tuner {
       memUs = (counters.memUs - last.memUs) / secs;
       ioUs = (counters.ioUs - last.ioUs) / secs;
       stallUs = effectiveStall(memUs, ioUs, counters.refaults - last.refaults, counters.pagesIn - last.pagesIn);
-      // Page cache can fill faster than one step a second takes it back: step a fast grower more often.
-      const grown = mem.current - last.current;
-      const fast = t.state.limit !== undefined && grown > Math.max(this.control.floorBytes, t.state.limit * FAST_GROWTH);
+    }
+    const budgetHit = last !== undefined && counters.budgetHits > last.budgetHits;
+    if (last) {
+      // Page cache can fill faster than one step a second takes it back: step a fast grower (or
+      // one whose shared budget is full) more often.
+      const grown = mem.current - (t.afterReclaim ?? last.current);
+      const fast = budgetHit || (t.state.limit !== undefined && grown > Math.max(this.control.floorBytes, t.state.limit * FAST_GROWTH));
       t.intervalMs = fast ? Math.max(MIN_INTERVAL_MS, t.intervalMs / 2) : Math.min(this.opts.intervalMs, t.intervalMs * 2);
     }
+    t.afterReclaim = undefined;
     t.due = now + t.intervalMs;
     const ceiling = Math.min(t.reg.max ?? NO_LIMIT, mem.limit, t.reg.callerLimit ?? NO_LIMIT, totalmem());
     const cfg: ControlConfig = { ...this.control, targetUs: t.reg.targetUs };
     // The first step (and the first after a restart) only takes the counters' baseline.
-    const s = controlStep(cfg, { stallUs, triggered, current: mem.current, unreclaimable: mem.unreclaimable, limit: last ? t.state.limit : undefined, min: t.reg.min, ceiling });
+    const s = controlStep(cfg, {
+      stallUs,
+      triggered,
+      current: mem.current,
+      unreclaimable: mem.unreclaimable,
+      inactiveFile: mem.inactiveFile,
+      limit: last ? t.state.limit : undefined,
+      min: t.reg.min,
+      ceiling,
+      budgetHit,
+    });
     t.state.limit = s.limit;
     if (triggered) t.state.lastTrigger = Date.now();
     const sample: TuneSample = {
@@ -276,10 +302,11 @@ export class Tuner {
   private reclaim(t: Tracked, target: number): void {
     t.busy = true;
     this.reclaiming++;
-    void t.cg
+    const done: Promise<void> = t.cg
       .reclaimTo(target, this.journal(t))
       .then((r) => {
         t.state.given += r.reclaimed;
+        t.afterReclaim = r.after;
         const last = t.pending.at(-1);
         if (last) last.given = t.state.given;
       })
@@ -290,11 +317,13 @@ export class Tuner {
       .finally(() => {
         t.busy = false;
         this.reclaiming--;
+        this.inflight.delete(done);
         if (this.tracked.get(t.key) === t) {
           const last = t.pending.at(-1);
           if (last) this.save(t, last);
         } else if (!t.state.lowered) removeTunerState(t.key);
       });
+    this.inflight.add(done);
   }
 
   private idle(): boolean {
@@ -321,7 +350,15 @@ export class Tuner {
       let wake = this.nextSync;
       for (const t of this.tracked.values()) if (!t.busy) wake = Math.min(wake, t.due);
       const timeout = Math.max(0, Math.min(SYNC_MS, wake - monotonicMs()));
-      const events = await this.nat.pollPressure([...this.byFd.keys()], timeout);
+      // A trigger stays pending until polled, so while a reclaim runs the loop waits for it
+      // (or the timeout) and then only looks at the triggers.
+      const waitForReclaim = this.inflight.size > 0;
+      if (waitForReclaim && timeout > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([...this.inflight, new Promise((r) => (timer = setTimeout(r, timeout)))]);
+        clearTimeout(timer);
+      }
+      const events = await this.nat.pollPressure([...this.byFd.keys()], waitForReclaim ? 0 : timeout);
       for (const ev of events) {
         const t = this.byFd.get(ev.fd);
         if (!t) continue;
