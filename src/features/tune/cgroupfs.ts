@@ -271,26 +271,31 @@ function cgroupError(path: string, err: unknown): HyperboxError {
   return new HyperboxError('E_CGROUP', `cannot write ${path}: ${reasonOf(err)}`, { cause: err });
 }
 
+/** The kernel rounds a limit down to its page size, which may be up to 64 KiB. */
+const MAX_PAGE = 65536;
+
 /**
  * Puts a lowered value back, unless something else has changed it since
- * (then that value is the caller's and stays). True when the original is in force.
- * A cgroup that is gone has nothing to restore.
+ * (then that value is the caller's and stays). True when this call wrote the
+ * original back; false when there was nothing to do (already back, changed by
+ * someone else, or the cgroup is gone).
  */
 export async function restore(io: CgroupIo, entry: Lowered): Promise<boolean> {
+  const gone = (err: unknown) => ['ENOENT', 'ENODEV'].includes((err as NodeJS.ErrnoException).code ?? '');
   let now: string;
   try {
     now = io.read(entry.path).trim();
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENODEV') return true;
-    throw cgroupError(entry.path, err);
+    if (gone(err)) return false;
+    throw new HyperboxError('E_CGROUP', `cannot read ${entry.path}: ${reasonOf(err)}`, { cause: err });
   }
-  if (now === entry.original) return true;
-  if (parseLimit(now) !== entry.lowered) return true;
+  if (now === entry.original) return false;
+  const value = parseLimit(now);
+  if (value > entry.lowered || value <= entry.lowered - MAX_PAGE) return false;
   try {
     await io.write(entry.path, entry.original);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT' || code === 'ENODEV') return true;
+    if (gone(err)) return false;
     throw cgroupError(entry.path, err);
   }
   return true;

@@ -82,7 +82,8 @@ export function controlStep(cfg: ControlConfig, input: ControlInput): ControlSte
     const excess = excessOver(limit);
     return { limit, floor, excess, action: excess > 0 ? 'probe' : 'hold' };
   }
-  const ratio = input.stallUs / cfg.targetUs;
+  // Counters that went backwards (a cgroup re-created at the same path) say nothing: no stall.
+  const ratio = Math.max(0, input.stallUs) / cfg.targetUs;
   if (ratio > 1 || input.triggered) {
     const over = Math.max(ratio, input.triggered ? 1.5 : 0);
     const share = Math.min(cfg.maxBackoff, cfg.backoffGain * over * over);
@@ -103,8 +104,9 @@ export function controlStep(cfg: ControlConfig, input: ControlInput): ControlSte
  * have kept anyway cost no memory stall, and its io stall is its own reading.
  */
 export function effectiveStall(memUs: number, ioUs: number, refaultPages: number, pagesIn: number): number {
-  if (refaultPages <= 0 || memUs <= 0) return memUs;
+  if (memUs <= 0) return 0;
+  if (refaultPages <= 0) return memUs;
   const share = pagesIn > 0 ? Math.min(1, refaultPages / pagesIn) : 1;
   // Both count the same waits at times: never more than all of the time.
-  return Math.min(1e6, memUs + ioUs * share);
+  return Math.min(1e6, memUs + Math.max(0, ioUs) * share);
 }

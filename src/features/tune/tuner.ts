@@ -131,10 +131,11 @@ export class Tuner {
       const lowered = state?.lowered;
       if (!state || !lowered) continue;
       try {
-        await restore(this.io, lowered);
-        restored++;
+        if (await restore(this.io, lowered)) restored++;
         delete state.lowered;
-        writeTunerState(key, state);
+        // The state of a container that is no longer registered has nothing left to say.
+        if (readRegistration(key)) writeTunerState(key, state);
+        else removeTunerState(key);
       } catch (err) {
         this.opts.log.warn(`hyperbox-runc: tune: cannot restore ${lowered.path} to ${lowered.original}: ${reasonOf(err)}`);
       }
@@ -214,7 +215,9 @@ export class Tuner {
   }
 
   private isGone(err: unknown): boolean {
-    const code = (err as NodeJS.ErrnoException).code ?? ((err as { cause?: NodeJS.ErrnoException }).cause?.code);
+    // A HyperboxError carries the errno in its cause.
+    const e = err as NodeJS.ErrnoException & { cause?: NodeJS.ErrnoException };
+    const code = e.cause?.code ?? e.code;
     return code === 'ENOENT' || code === 'ENODEV';
   }
 
