@@ -76,6 +76,7 @@ bench: all
 	env -u NODE_EXTRA_CA_CERTS node dist/test/bench/seccomp.js --readme
 	env -u NODE_EXTRA_CA_CERTS node dist/test/bench/trace.js --readme
 	env -u NODE_EXTRA_CA_CERTS node dist/test/bench/erofs.js --readme
+	env -u NODE_EXTRA_CA_CERTS node dist/test/bench/tune.js --readme
 
 clean:
 	rm -rf dist build

@@ -86,6 +86,16 @@ export function register(reg: TuneRegistration): void {
   writeFileAtomic(join(registeredDir(), `${reg.key}.json`), JSON.stringify(reg), { mode: 0o600, mkdir: true });
 }
 
+/** Identifies one write of a registration (every write is a rename: a new inode). */
+export function registrationId(key: string): string | undefined {
+  try {
+    const st = statSync(join(registeredDir(), `${key}.json`));
+    return `${st.ino}:${st.mtimeMs}`;
+  } catch {
+    return undefined;
+  }
+}
+
 export function readRegistration(key: string): TuneRegistration | undefined {
   return readJson<TuneRegistration>(join(registeredDir(), `${key}.json`));
 }

@@ -21,6 +21,7 @@ import {
   readRegistration,
   readTunerState,
   registeredKeys,
+  registrationId,
   removeTunerState,
   stateKeys,
   tunerDaemon,
@@ -52,6 +53,10 @@ export const DEFAULT_WINDOW_US = 2_000_000;
 const SYNC_MS = 250;
 /** At most this many reclaims at once (each may hold a libuv thread while the kernel reclaims). */
 const MAX_RECLAIMS = 2;
+/** Ended histories are pruned this often, ms. */
+const PRUNE_MS = 60_000;
+/** A container that holds still with no stall is stepped less often, up to this many intervals (its trigger still answers at once). */
+const IDLE_STRETCH = 5;
 /** A container that grows fast is stepped more often, down to this interval, ms. */
 const MIN_INTERVAL_MS = 50;
 /** Growth within one step, as a share of the limit, that counts as fast. */
@@ -104,6 +109,10 @@ export class Tuner {
   private stopping = false;
   private nextSync = 0;
   private readonly warned = new Set<string>();
+  private readonly hostMemory = totalmem();
+  /** Registration files as last seen (inode and mtime): only a changed one is read again. */
+  private readonly seen = new Map<string, string>();
+  private nextPrune = 0;
 
   constructor(
     private readonly nat: Native,
@@ -160,15 +169,22 @@ export class Tuner {
   private sync(now: number): void {
     const keys = new Set(registeredKeys());
     for (const key of keys) {
+      const id = registrationId(key);
+      if (id !== undefined && this.seen.get(key) === id && this.tracked.has(key)) continue;
       const reg = readRegistration(key);
       if (!reg) continue;
+      if (id !== undefined) this.seen.set(key, id);
       const known = this.tracked.get(key);
       if (known && known.reg.instance === reg.instance) continue;
       if (known) this.drop(known, false);
       this.track(key, reg, now);
     }
     for (const t of this.tracked.values()) if (!keys.has(t.key)) this.drop(t, false);
-    pruneHistories(new Set(this.tracked.keys()));
+    for (const key of this.seen.keys()) if (!keys.has(key)) this.seen.delete(key);
+    if (now >= this.nextPrune) {
+      pruneHistories(new Set(this.tracked.keys()));
+      this.nextPrune = now + PRUNE_MS;
+    }
   }
 
   private track(key: string, reg: TuneRegistration, now: number): void {
@@ -248,16 +264,12 @@ export class Tuner {
       stallUs = effectiveStall(memUs, ioUs, counters.refaults - last.refaults, counters.pagesIn - last.pagesIn);
     }
     const budgetHit = last !== undefined && counters.budgetHits > last.budgetHits;
-    if (last) {
-      // Page cache can fill faster than one step a second takes it back: step a fast grower (or
-      // one whose shared budget is full) more often.
-      const grown = mem.current - (t.afterReclaim ?? last.current);
-      const fast = budgetHit || (t.state.limit !== undefined && grown > Math.max(this.control.floorBytes, t.state.limit * FAST_GROWTH));
-      t.intervalMs = fast ? Math.max(MIN_INTERVAL_MS, t.intervalMs / 2) : Math.min(this.opts.intervalMs, t.intervalMs * 2);
-    }
+    // Page cache can fill faster than one step a second takes it back: step a fast grower (or
+    // one whose shared budget is full) more often.
+    const grown = last ? mem.current - (t.afterReclaim ?? last.current) : 0;
+    const fast = budgetHit || (last !== undefined && t.state.limit !== undefined && grown > Math.max(this.control.floorBytes, t.state.limit * FAST_GROWTH));
     t.afterReclaim = undefined;
-    t.due = now + t.intervalMs;
-    const ceiling = Math.min(t.reg.max ?? NO_LIMIT, mem.limit, t.reg.callerLimit ?? NO_LIMIT, totalmem());
+    const ceiling = Math.min(t.reg.max ?? NO_LIMIT, mem.limit, t.reg.callerLimit ?? NO_LIMIT, this.hostMemory);
     const cfg: ControlConfig = { ...this.control, targetUs: t.reg.targetUs };
     // The first step (and the first after a restart) only takes the counters' baseline.
     const s = controlStep(cfg, {
@@ -272,6 +284,13 @@ export class Tuner {
       budgetHit,
     });
     t.state.limit = s.limit;
+    if (last) {
+      // One that holds still with no stall is stepped less often: its trigger still answers at once.
+      const still = !fast && s.action === 'hold' && stallUs <= 0;
+      const longest = still ? this.opts.intervalMs * IDLE_STRETCH : this.opts.intervalMs;
+      t.intervalMs = fast ? Math.max(MIN_INTERVAL_MS, t.intervalMs / 2) : Math.min(longest, t.intervalMs * 2);
+    }
+    t.due = now + t.intervalMs;
     if (triggered) t.state.lastTrigger = Date.now();
     const sample: TuneSample = {
       t: Date.now(),
