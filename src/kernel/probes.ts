@@ -14,7 +14,8 @@ function once<T>(key: string, probe: () => T): T {
   return cache.get(key) as T;
 }
 
-function readOr(path: string, fallback = ''): string {
+/** A file's text, or fallback when it cannot be read. */
+export function readOr(path: string, fallback = ''): string {
   try {
     return readFileSync(path, 'utf8');
   } catch {

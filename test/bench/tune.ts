@@ -9,7 +9,7 @@
  * Writes the tuned containers' reports to docs/bench/.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeBundle } from '../../fixtures/busybox.js';
 import { benchBox, LAUNCHER, type BenchBox } from './harness.js';
@@ -148,7 +148,8 @@ async function tunerCpu(b: BenchBox): Promise<{ pct: number; n: number }> {
   const t0 = Date.now();
   await sleep(CPU_S * 1000);
   const pct = (((cpuTicks(pid) - c0) / hz) / ((Date.now() - t0) / 1000)) * 100;
-  const n = readFileSync(join(b.env.HYPERBOX_STATE!, 'tune', 'tuner.pid'), 'utf8') ? ids.length : 0;
+  // What the tuner had registered while it was measured, not what was asked for.
+  const n = readdirSync(join(b.env.HYPERBOX_STATE!, 'tune', 'registered')).filter((f) => f.endsWith('.json')).length;
   for (const c of ids) b.deleteForce(c.id);
   return { pct, n };
 }

@@ -102,7 +102,10 @@ const pageAlign = (n: number) => Math.max(PAGE, Math.floor(n / PAGE) * PAGE);
 
 /** What one reclaim did. */
 export interface ReclaimResult {
-  /** Bytes the container's charge went down by. */
+  /**
+   * Bytes the container's charge went down by: a lower bound of what was given back, as the
+   * container may grow meanwhile (v1 counts pages out by folio, not by page, so that is no measure).
+   */
   reclaimed: number;
   /** 'short': the kernel could not reach the target (EBUSY / EAGAIN); the rest is not reclaimable now. */
   outcome: 'done' | 'short';

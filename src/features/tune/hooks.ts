@@ -5,7 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import { reasonOf } from '../../errors.js';
-import { cgroup2Mount } from '../../kernel/probes.js';
+import { cgroup2Mount, psiAvailable } from '../../kernel/probes.js';
 import type { Native } from '../../native/index.js';
 import type { HookContext } from '../types.js';
 import { cgroupsOfPid } from './cgroupfs.js';
@@ -18,7 +18,7 @@ export function registerContainer(nat: Native, ctx: HookContext<TuneOptions>): v
   const pid = ctx.state?.pid;
   if (!pid) return untuned('runc gave no container pid at createRuntime');
   const unified = cgroup2Mount();
-  if (!unified || !existsSync('/proc/pressure/memory')) return untuned('this kernel has no pressure stall information (PSI) or no cgroup v2 hierarchy (hyperbox-runc doctor)');
+  if (!unified || !psiAvailable()) return untuned('this kernel has no pressure stall information (PSI) or no cgroup v2 hierarchy (hyperbox-runc doctor)');
   let paths;
   try {
     paths = cgroupsOfPid(pid, { unified, memoryV1: '/sys/fs/cgroup/memory' });

@@ -142,11 +142,11 @@ export function tuneFeature(deps: { native: () => Native } = { native: loadNativ
     commands: [tuneCommands(deps)],
 
     async doctor(): Promise<DoctorLine[]> {
-      const { cgroup2Mount } = await import('../../kernel/probes.js');
-      const psi = existsSync('/proc/pressure/memory');
+      const { cgroup2Mount, psiAvailable, readOr } = await import('../../kernel/probes.js');
+      const psi = psiAvailable();
       const v2 = cgroup2Mount();
       const v1 = existsSync('/sys/fs/cgroup/memory/memory.limit_in_bytes');
-      const memoryV2 = v2 !== undefined && existsSync(`${v2}/cgroup.controllers`) && /\bmemory\b/.test(await readText(`${v2}/cgroup.controllers`));
+      const memoryV2 = v2 !== undefined && /\bmemory\b/.test(readOr(`${v2}/cgroup.controllers`));
       return [
         { check: 'PSI for tuning', ok: psi && v2 !== undefined, detail: `/proc/pressure ${psi ? 'yes' : 'no'}, cgroup v2 ${v2 ?? 'not mounted'}`, consequence: 'tuned containers run untuned, with a warning' },
         {
@@ -160,7 +160,3 @@ export function tuneFeature(deps: { native: () => Native } = { native: loadNativ
   };
 }
 
-async function readText(path: string): Promise<string> {
-  const { readFile } = await import('node:fs/promises');
-  return readFile(path, 'utf8').catch(() => '');
-}

@@ -10,7 +10,7 @@ import { MemoryCgroup, NO_LIMIT, type PressureReading } from './cgroupfs.js';
 import { readHistory, type TuneSample } from './history.js';
 import { renderReport } from './report.js';
 import { historyKeys, historyPath, readRegistration, readTunerState, registeredKeys, tuneKey, tunerDaemon, type TuneRegistration } from './store.js';
-import { DEFAULT_INTERVAL_MS, Tuner } from './tuner.js';
+import { Tuner } from './tuner.js';
 
 interface Status {
   id: string;
@@ -137,7 +137,7 @@ export function reportCommand(id: string, opts: { output?: string; root?: string
 }
 
 export async function daemonCommand(nat: Native, opts: { interval: string; window: string; persist?: boolean; log?: string }): Promise<number> {
-  const intervalMs = opts.interval === undefined ? DEFAULT_INTERVAL_MS : parseInterval(opts.interval, '--interval');
+  const intervalMs = parseInterval(opts.interval, '--interval');
   const windowMs = parseInterval(opts.window, '--window');
   if (windowMs < 500 || windowMs > 10_000) throw new HyperboxError('E_USAGE', `--window ${opts.window}: the kernel takes PSI trigger windows from 500ms to 10s`);
   const log = new Logger({ log: opts.log, logFormat: 'text', debug: false });

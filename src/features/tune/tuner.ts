@@ -47,7 +47,6 @@ export interface TunerOptions {
   holdMs?: number;
 }
 
-export const DEFAULT_INTERVAL_MS = 1000;
 export const DEFAULT_WINDOW_US = 2_000_000;
 /** How often the registrations are looked at, ms. */
 const SYNC_MS = 250;
